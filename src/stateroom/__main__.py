@@ -1,0 +1,3 @@
+from stateroom.cli import main
+
+raise SystemExit(main())

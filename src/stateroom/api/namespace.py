@@ -1,0 +1,156 @@
+"""Namespace bindings: Durable Object ids, the namespace on ``env``, and stubs.
+
+An id is 32 bytes shown as 64 hex digits: 16 bytes of identity (random for
+``newUniqueId``, a keyed hash of the name for ``idFromName``) followed by a
+16-byte MAC under the namespace's key, so ``idFromString`` can tell an id of
+this namespace from a typo or an id of another class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import TYPE_CHECKING, Any
+
+from stateroom.api.requests import Request
+from stateroom.api.responses import Response
+
+if TYPE_CHECKING:
+    from stateroom.api.entrypoints import DurableObject
+    from stateroom.runtime.actor import ActorNamespace
+
+
+class DurableObjectId:
+    __slots__ = ("hex", "name")
+
+    def __init__(self, hex_id: str, name: str | None = None) -> None:
+        self.hex = hex_id
+        self.name = name
+
+    def toString(self) -> str:
+        return self.hex
+
+    to_string = toString
+
+    def equals(self, other: object) -> bool:
+        return isinstance(other, DurableObjectId) and other.hex == self.hex
+
+    def __eq__(self, other: object) -> bool:
+        return self.equals(other)
+
+    def __hash__(self) -> int:
+        return hash(self.hex)
+
+    def __str__(self) -> str:
+        return self.hex
+
+    def __repr__(self) -> str:
+        return f"DurableObjectId({self.hex!r}, name={self.name!r})"
+
+
+def _mac(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, b"id:" + body, hashlib.sha256).digest()[:16]
+
+
+class DurableObjectNamespace:
+    """What ``env.MY_BINDING`` is: makes ids and stubs for one Durable Object class."""
+
+    def __init__(self, runtime: ActorNamespace) -> None:
+        self._runtime = runtime
+
+    def _make(self, body: bytes, name: str | None) -> DurableObjectId:
+        return DurableObjectId((body + _mac(self._runtime.secret, body)).hex(), name)
+
+    def idFromName(self, name: str) -> DurableObjectId:
+        body = hmac.new(self._runtime.secret, b"name:" + str(name).encode(), "sha256").digest()
+        return self._make(body[:16], str(name))
+
+    id_from_name = idFromName
+
+    def newUniqueId(self, options: Any = None) -> DurableObjectId:
+        return self._make(os.urandom(16), None)
+
+    new_unique_id = newUniqueId
+
+    def idFromString(self, id_string: str) -> DurableObjectId:
+        try:
+            raw = bytes.fromhex(id_string)
+        except (ValueError, TypeError):
+            raw = b""
+        if len(raw) != 32 or len(id_string) != 64:
+            raise TypeError("Invalid Durable Object ID: must be 64 hex digits")
+        if not hmac.compare_digest(raw[16:], _mac(self._runtime.secret, raw[:16])):
+            raise TypeError(
+                "Durable Object ID is not valid for this namespace "
+                f"(binding {self._runtime.binding}); was it made by another class?"
+            )
+        return DurableObjectId(id_string.lower())
+
+    id_from_string = idFromString
+
+    def get(self, object_id: DurableObjectId, options: Any = None) -> DurableObjectStub:
+        if not isinstance(object_id, DurableObjectId):
+            raise TypeError("get() expects a DurableObjectId; use getByName() for a name.")
+        return DurableObjectStub(self._runtime, object_id)
+
+    def getByName(self, name: str) -> DurableObjectStub:
+        return self.get(self.idFromName(name))
+
+    get_by_name = getByName
+
+
+class DurableObjectStub:
+    """A client for one object: ``await stub.fetch(request)`` or ``await stub.method(...)``."""
+
+    __slots__ = ("_runtime", "id")
+
+    def __init__(self, runtime: ActorNamespace, object_id: DurableObjectId) -> None:
+        self._runtime = runtime
+        self.id = object_id
+
+    @property
+    def name(self) -> str | None:
+        return self.id.name
+
+    async def fetch(self, input: Request | str, **init: Any) -> Response:
+        request = input if isinstance(input, Request) and not init else Request(input, **init)
+
+        async def call(obj: DurableObject) -> Response:
+            response = await obj.fetch(request)
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"{type(obj).__name__}.fetch() returned {type(response).__name__}; "
+                    "it must return a Response."
+                )
+            return response
+
+        return await self._runtime.host(self.id).run(call)
+
+    def __getattr__(self, method: str) -> _RpcMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _RpcMethod(self, method)
+
+
+class _RpcMethod:
+    __slots__ = ("_method", "_stub")
+
+    def __init__(self, stub: DurableObjectStub, method: str) -> None:
+        self._stub = stub
+        self._method = method
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method = self._method
+
+        async def call(obj: DurableObject) -> Any:
+            target = getattr(obj, method, None)
+            if method.startswith("_") or not callable(target):
+                raise TypeError(f'The RPC receiver does not implement the method "{method}".')
+            result = target(*args, **kwargs)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+        stub = self._stub
+        return await stub._runtime.host(stub.id).run(call)

@@ -1,0 +1,315 @@
+"""WebSockets as user code sees them: ``WebSocketPair``, ``WebSocket`` and its events.
+
+A pair is two connected ends. The Worker returns ``client`` in a 101 response;
+the runtime binds it to the network connection, so ``server.send()`` writes
+frames straight to the socket and frames from the socket are delivered as
+events on ``server``. When neither end is bound to a network connection the
+two ends talk to each other in process.
+
+Inbound events go through the owning object's actor host, which keeps them in
+order with the object's other events (requests, RPC, alarms) and holds them
+while the object's input gate is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from stateroom.runtime.context import current_host
+
+if TYPE_CHECKING:
+    from stateroom.runtime.actor import ActorHost
+
+logger = logging.getLogger("stateroom.websocket")
+
+CONNECTING = 0
+OPEN = 1
+CLOSING = 2
+CLOSED = 3
+
+# "No status received": what a close event reports when the peer's close frame
+# had no code. Passing it back to close() answers with an empty close frame.
+NO_STATUS = 1005
+ABNORMAL = 1006
+
+Message = str | bytes
+
+
+class WebSocketSink(Protocol):
+    """Where an end's outgoing messages go: a network connection or the peer end."""
+
+    def send_message(self, message: Message) -> None: ...
+
+    def close(self, code: int | None, reason: str) -> None: ...
+
+
+class MessageEvent:
+    __slots__ = ("data",)
+    type = "message"
+
+    def __init__(self, data: Message) -> None:
+        self.data = data
+
+
+class CloseEvent:
+    __slots__ = ("code", "reason", "wasClean")
+    type = "close"
+
+    def __init__(self, code: int, reason: str, was_clean: bool) -> None:
+        self.code = code
+        self.reason = reason
+        self.wasClean = was_clean
+
+    @property
+    def was_clean(self) -> bool:
+        return self.wasClean
+
+
+class ErrorEvent:
+    __slots__ = ("error", "message")
+    type = "error"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.message = str(error)
+
+
+Listener = Callable[[Any], Any]
+
+
+class WebSocket:
+    """One end of a WebSocket, with the Fetch-style event API."""
+
+    CONNECTING = CONNECTING
+    OPEN = OPEN
+    CLOSING = CLOSING
+    CLOSED = CLOSED
+
+    __slots__ = (
+        "__weakref__",
+        "_accepted",
+        "_attachment",
+        "_auto_response_timestamp",
+        "_backlog",
+        "_close_sent",
+        "_ended",
+        "_host",
+        "_listeners",
+        "_peer",
+        "_sink",
+        "_tags",
+        "readyState",
+    )
+
+    def __init__(self) -> None:
+        self.readyState: int = CONNECTING
+        self._peer: WebSocket | None = None
+        self._sink: WebSocketSink | None = None
+        self._listeners: dict[str, list[Listener]] = {}
+        self._accepted = False
+        self._close_sent = False
+        self._ended = False
+        self._host: ActorHost | None = current_host.get()
+        # Events that arrived before accept(); delivered in order on accept.
+        self._backlog: list[tuple[str, tuple[Any, ...]]] | None = None
+        # Hibernation API state (set by ctx.acceptWebSocket); None in listener mode.
+        self._tags: tuple[str, ...] | None = None
+        self._attachment: bytes | None = None
+        self._auto_response_timestamp: float | None = None
+
+    @property
+    def ready_state(self) -> int:
+        return self.readyState
+
+    # -- user API ---------------------------------------------------------
+
+    def accept(self) -> None:
+        """Start delivering events to this end's listeners (the non-hibernating API)."""
+        if self._accepted:
+            raise RuntimeError("WebSocket has already been accepted.")
+        if self._tags is not None:
+            raise RuntimeError("WebSocket was accepted with ctx.acceptWebSocket().")
+        self._mark_accepted()
+
+    def _mark_accepted(self) -> None:
+        self._accepted = True
+        if self._host is None:
+            self._host = current_host.get()
+        if self.readyState == CONNECTING:
+            self.readyState = OPEN
+        if self._host is not None and self._tags is None:
+            self._host.socket_opened()
+        backlog, self._backlog = self._backlog, None
+        for kind, args in backlog or ():
+            self._deliver(kind, args)
+
+    def addEventListener(self, type: str, listener: Listener) -> None:
+        self._listeners.setdefault(type, []).append(listener)
+
+    add_event_listener = addEventListener
+
+    def removeEventListener(self, type: str, listener: Listener) -> None:
+        listeners = self._listeners.get(type)
+        if listeners and listener in listeners:
+            listeners.remove(listener)
+
+    remove_event_listener = removeEventListener
+
+    def send(self, message: Message | bytearray | memoryview) -> None:
+        if not self._accepted:
+            raise RuntimeError("You must call accept() on this WebSocket before sending messages.")
+        if self._close_sent:
+            raise RuntimeError("Can't call WebSocket send() after close().")
+        sink = self._sink
+        if sink is None:
+            sink = self._sink = self._peer_sink()
+        if not isinstance(message, str | bytes):
+            message = bytes(message)
+        sink.send_message(message)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Send a close frame; ``code`` 1005 or None sends one without a status."""
+        if self._close_sent:
+            return
+        if code is not None and code not in (NO_STATUS, ABNORMAL) and not _valid_close_code(code):
+            raise ValueError(f"Invalid WebSocket close code: {code}.")
+        if reason and len(reason.encode("utf-8")) > 123:
+            raise ValueError("WebSocket close reason must be at most 123 bytes of UTF-8.")
+        self._close_sent = True
+        if self.readyState < CLOSING:
+            self.readyState = CLOSING
+        sink = self._sink
+        if sink is None:
+            sink = self._sink = self._peer_sink()
+        sink.close(None if code in (None, NO_STATUS, ABNORMAL) else code, reason or "")
+
+    # -- hibernation API (attachments live on the socket, not the object) --
+
+    def serializeAttachment(self, value: Any) -> None:
+        from stateroom.runtime.hibernation import serialize_attachment
+
+        self._attachment = serialize_attachment(value)
+
+    serialize_attachment = serializeAttachment
+
+    def deserializeAttachment(self) -> Any:
+        from stateroom.runtime.hibernation import deserialize_attachment
+
+        return deserialize_attachment(self._attachment)
+
+    deserialize_attachment = deserializeAttachment
+
+    # -- runtime side ---------------------------------------------------
+
+    def _peer_sink(self) -> WebSocketSink:
+        if self._peer is None:
+            raise RuntimeError("WebSocket is not connected.")
+        return _PeerSink(self._peer)
+
+    def _bind(self, sink: WebSocketSink) -> None:
+        """Attach this end's peer to a network connection: the peer now writes to it."""
+        peer = self._peer
+        if peer is None:
+            raise RuntimeError("WebSocket has no peer to bind.")
+        peer._sink = sink
+        self.readyState = OPEN
+
+    def _receive(self, kind: str, *args: Any) -> None:
+        """An event arrived for this end (from the network or the peer)."""
+        if not self._accepted:
+            if self._backlog is None:
+                self._backlog = []
+            self._backlog.append((kind, args))
+            return
+        self._deliver(kind, args)
+
+    def _deliver(self, kind: str, args: tuple[Any, ...]) -> None:
+        host = self._host
+        if host is None:
+            self._dispatch(kind, args)
+        else:
+            host.deliver_socket_event(self, kind, args)
+
+    def _dispatch(self, kind: str, args: tuple[Any, ...]) -> Any:
+        """Run the listeners for one event; returns a coroutine if one needs awaiting."""
+        if kind == "close":
+            code, reason, was_clean = args
+            self.readyState = CLOSED if self._close_sent else CLOSING
+            event: Any = CloseEvent(code, reason, was_clean)
+        elif kind == "message":
+            event = MessageEvent(args[0])
+        else:
+            event = ErrorEvent(args[0])
+        listeners = self._listeners.get(kind)
+        pending = None
+        if listeners:
+            for listener in tuple(listeners):
+                result = listener(event)
+                if result is not None and hasattr(result, "__await__"):
+                    pending = _chain(pending, result)
+        if kind == "close" and not self._close_sent and pending is None:
+            # The handler did not answer the peer's close: answer with its code.
+            self.close(event.code if event.code != ABNORMAL else None, "")
+        return pending
+
+    def _finished(self) -> None:
+        """The connection is gone: nothing more will be sent or received."""
+        self.readyState = CLOSED
+        self._close_sent = True
+        if not self._ended:
+            self._ended = True
+            if self._accepted and self._host is not None and self._tags is None:
+                self._host.socket_closed()
+
+
+async def _chain(first: Any, second: Any) -> None:
+    if first is not None:
+        await first
+    await second
+
+
+def _valid_close_code(code: int) -> bool:
+    """Codes that may appear in a close frame on the wire (RFC 6455 section 7.4)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+class _PeerSink:
+    """In-process delivery to the other end of a pair."""
+
+    __slots__ = ("_peer",)
+
+    def __init__(self, peer: WebSocket) -> None:
+        self._peer = peer
+
+    def send_message(self, message: Message) -> None:
+        self._peer._receive("message", message)
+
+    def close(self, code: int | None, reason: str) -> None:
+        self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+
+
+class WebSocketPair:
+    """Two connected ends: ``client, server = WebSocketPair()``."""
+
+    __slots__ = ("client", "server")
+
+    def __init__(self) -> None:
+        self.client = WebSocket()
+        self.server = WebSocket()
+        self.client._peer = self.server
+        self.server._peer = self.client
+
+    def __iter__(self) -> Iterator[WebSocket]:
+        return iter((self.client, self.server))
+
+    def __getitem__(self, index: int) -> WebSocket:
+        return (self.client, self.server)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    def object_values(self) -> tuple[WebSocket, WebSocket]:
+        """Cloudflare's Python SDK spelling of ``Object.values(pair)``."""
+        return self.client, self.server

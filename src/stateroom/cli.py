@@ -1,0 +1,135 @@
+"""Command line: ``stateroom dev [DIR]`` and ``stateroom serve [DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from stateroom.config import ConfigError, load_config
+from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
+from stateroom.runtime.actor import RuntimeOptions
+from stateroom.runtime.worker import WorkerRuntime
+from stateroom.server.options import ServerOptions
+from stateroom.server.server import Server
+
+logger = logging.getLogger("stateroom")
+
+RELOAD_POLL_S = 0.5
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stateroom", description="Serve Workers and Durable Objects written in Python."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("dev", "serve for development: reloads when the code changes"),
+        ("serve", "serve for production: graceful shutdown on SIGTERM"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("directory", nargs="?", default=".", help="folder with wrangler.toml")
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=int, default=8787, help="port (0 picks a free one)")
+        p.add_argument(
+            "--idle-timeout",
+            type=float,
+            default=RuntimeOptions.idle_timeout,
+            help="seconds before an idle Durable Object is evicted from memory",
+        )
+        p.add_argument(
+            "--max-message-size",
+            type=int,
+            default=ServerOptions.max_message_size,
+            help="largest WebSocket message in bytes; larger ones close with 1009",
+        )
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="stateroom: %(message)s", stream=sys.stderr
+    )
+    try:
+        _run(_serve(args))
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (it is a dependency on every POSIX system)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    directory = Path(args.directory)
+    config = load_config(directory)
+    runtime_options = RuntimeOptions(idle_timeout=args.idle_timeout)
+    server_options = ServerOptions(max_message_size=args.max_message_size)
+    runtime = WorkerRuntime(config, runtime_options)
+    server = Server(runtime, host=args.host, port=args.port, options=server_options)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if args.command == "dev":
+        watcher = asyncio.create_task(_watch(server, config.root, runtime_options))
+    await stop.wait()
+    logger.info("shutting down")
+    if watcher is not None:
+        watcher.cancel()
+    await server.shutdown()
+
+
+def _snapshot(root: Path) -> dict[Path, float]:
+    files: dict[Path, float] = {}
+    for path in root.rglob("*"):
+        if path.suffix in (".py", ".toml") and "/." not in str(path.relative_to(root)):
+            with contextlib.suppress(OSError):
+                files[path] = path.stat().st_mtime
+    return files
+
+
+async def _watch(server: Server, root: Path, options: RuntimeOptions) -> None:
+    """Reload the Worker when a .py or .toml file under its folder changes."""
+    from stateroom.server.websocket import WebSocketConnection
+
+    seen = _snapshot(root)
+    while True:
+        await asyncio.sleep(RELOAD_POLL_S)
+        now = _snapshot(root)
+        if now == seen:
+            continue
+        seen = now
+        try:
+            runtime = WorkerRuntime(load_config(root), options)
+        except Exception:
+            logger.exception("reload failed; still serving the previous version")
+            continue
+        old = server.runtime
+        server.runtime = runtime
+        for conn in list(server.connections):
+            if isinstance(conn, WebSocketConnection):
+                conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
+        await old.shutdown()
+        logger.info("reloaded")

@@ -1,0 +1,302 @@
+"""The server side of a WebSocket connection as a sans-I/O state machine.
+
+``receive_data()`` takes bytes from the network and calls the handler for each
+complete message, close frame or protocol failure; everything to send goes to
+the ``write`` callable. No sockets, no event loop: the asyncio layer in
+``stateroom.server`` is a thin shell around it, and tests drive it directly.
+
+Checks done here, on the hot path, so no application has to: client frames
+must be masked; reserved bits and opcodes are refused; control frames must be
+short and unfragmented; text must be valid UTF-8 across fragments; the message
+size limit is enforced from the frame header, before any payload is buffered.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from typing import Protocol
+
+from stateroom.protocol.frames import (
+    CLOSE_INVALID_DATA,
+    CLOSE_NO_STATUS,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    FIN,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    apply_mask,
+    close_payload,
+    frame_header,
+    valid_wire_close_code,
+)
+
+logger = logging.getLogger("stateroom.protocol")
+
+OPEN = 1
+CLOSING = 2
+CLOSED = 3
+
+# Payloads at least this big are written separately from their header, not copied.
+_ZERO_COPY = 16 * 1024
+
+
+class WriteFn(Protocol):
+    def __call__(self, data: bytes, /) -> None: ...
+
+
+class ConnectionHandler(Protocol):
+    """What the I/O layer does with the events the protocol produces."""
+
+    def on_message(self, message: str | bytes) -> None: ...
+
+    def on_close_frame(self, code: int, reason: str) -> None:
+        """The peer sent a close frame (``code`` 1005 if it had no status)."""
+
+    def on_failure(self, code: int, reason: str) -> None:
+        """The connection failed; a close frame with ``code`` has been queued."""
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ServerConnection:
+    """One server-side WebSocket connection's framing, validation and close handshake."""
+
+    __slots__ = (
+        "_buf",
+        "_frag_opcode",
+        "_frag_parts",
+        "_frag_size",
+        "_handler",
+        "_need",
+        "_utf8",
+        "close_received",
+        "close_sent",
+        "max_message_size",
+        "state",
+        "write",
+    )
+
+    def __init__(
+        self, write: WriteFn, handler: ConnectionHandler, *, max_message_size: int
+    ) -> None:
+        self.write = write
+        self._handler = handler
+        self.max_message_size = max_message_size
+        self.state = OPEN
+        self.close_sent = False
+        self.close_received = False
+        self._buf = bytearray()
+        self._need = 2
+        self._frag_opcode = 0
+        self._frag_parts: list[bytes] = []
+        self._frag_size = 0
+        self._utf8: codecs.IncrementalDecoder | None = None
+
+    # -- input ----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if self.close_received or self.state == CLOSED:
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return
+            self._buf = bytearray()
+            self._parse(bytes(buf))
+        else:
+            self._parse(data)
+
+    def _parse(self, buf: bytes) -> None:
+        """Parse every complete frame in ``buf``; keep the tail for next time."""
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                length = b1 & 0x7F
+                if length < 126:
+                    header = 6
+                elif length == 126:
+                    header = 8
+                    if end - pos < 4:
+                        self._need = 4
+                        break
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                else:
+                    header = 14
+                    if end - pos < 10:
+                        self._need = 10
+                        break
+                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                opcode = b0 & 0x0F
+                self._check_header(b0, b1, opcode, length)
+                stop = pos + header + length
+                if stop > end:
+                    self._need = stop - pos
+                    break
+                payload = apply_mask(buf[pos + header : stop], buf[pos + header - 4 : pos + header])
+                pos = stop
+                if opcode == OP_TEXT and b0 & FIN and not self._frag_opcode:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError(
+                            CLOSE_INVALID_DATA, "invalid UTF-8 in text message"
+                        ) from None
+                    self._handler.on_message(text)
+                else:
+                    self._frame(b0, opcode, payload)
+                if self.close_received or self.state == CLOSED:
+                    return
+            else:
+                self._need = 2
+        except ProtocolError as exc:
+            self.fail(exc.code, exc.reason)
+            return
+        if pos < end:
+            self._buf = bytearray(buf[pos:])
+
+    def _check_header(self, b0: int, b1: int, opcode: int, length: int) -> None:
+        if not b1 & 0x80:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        if b0 & 0x70:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits must be 0")
+        if opcode >= 8:
+            if opcode > OP_PONG:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
+            if not b0 & FIN:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
+            if length > 125:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame too long")
+            return
+        if opcode > OP_BINARY:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
+        if length >> 63:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "frame length too large")
+        if opcode == OP_CONT:
+            if not self._frag_opcode:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message")
+        elif self._frag_opcode:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message")
+        if self._frag_size + length > self.max_message_size:
+            raise ProtocolError(
+                CLOSE_TOO_BIG, f"message too big (limit {self.max_message_size} bytes)"
+            )
+
+    def _frame(self, b0: int, opcode: int, payload: bytes) -> None:
+        fin = b0 & FIN
+        if opcode == OP_CONT:
+            self._append_fragment(payload)
+            if fin:
+                parts = self._frag_parts
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                op = self._frag_opcode
+                decoder = self._utf8
+                self._frag_opcode = 0
+                self._frag_parts = []
+                self._frag_size = 0
+                self._utf8 = None
+                if op == OP_TEXT:
+                    assert decoder is not None
+                    self._decode(decoder, b"", final=True)
+                    self._handler.on_message(data.decode("utf-8"))
+                else:
+                    self._handler.on_message(data)
+        elif opcode in (OP_TEXT, OP_BINARY):
+            if fin:  # unfragmented binary (unfragmented text is handled inline)
+                self._handler.on_message(payload)
+                return
+            self._frag_opcode = opcode
+            if opcode == OP_TEXT:
+                self._utf8 = codecs.getincrementaldecoder("utf-8")()
+            self._append_fragment(payload)
+        elif opcode == OP_CLOSE:
+            self._close_frame(payload)
+        elif opcode == OP_PING and not self.close_sent:
+            self.write(frame_header(FIN | OP_PONG, len(payload)) + payload)
+        # OP_PONG: unsolicited pongs are allowed and ignored.
+
+    def _append_fragment(self, payload: bytes) -> None:
+        if self._utf8 is not None:
+            # Validate as fragments arrive so invalid text fails fast.
+            self._decode(self._utf8, payload, final=False)
+        self._frag_parts.append(payload)
+        self._frag_size += len(payload)
+
+    @staticmethod
+    def _decode(decoder: codecs.IncrementalDecoder, data: bytes, *, final: bool) -> None:
+        try:
+            decoder.decode(data, final)
+        except UnicodeDecodeError:
+            raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in text message") from None
+
+    def _close_frame(self, payload: bytes) -> None:
+        if len(payload) == 1:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        if payload:
+            code = int.from_bytes(payload[:2], "big")
+            if not valid_wire_close_code(code):
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in close reason") from None
+        else:
+            code, reason = CLOSE_NO_STATUS, ""
+        self.close_received = True
+        if self.close_sent:
+            self.state = CLOSED
+        else:
+            self.state = CLOSING
+        self._handler.on_close_frame(code, reason)
+
+    # -- output ---------------------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        self._send(FIN | OP_TEXT, text.encode("utf-8"))
+
+    def send_binary(self, data: bytes) -> None:
+        self._send(FIN | OP_BINARY, data)
+
+    def _send(self, first_byte: int, payload: bytes) -> None:
+        if self.close_sent:
+            return
+        n = len(payload)
+        if n < _ZERO_COPY:
+            self.write(frame_header(first_byte, n) + payload)
+        else:
+            self.write(frame_header(first_byte, n))
+            self.write(payload)
+
+    def send_close(self, code: int | None, reason: str = "") -> None:
+        """Send our close frame once; ``code`` None sends one without a status."""
+        if self.close_sent:
+            return
+        payload = close_payload(code, reason)
+        self.close_sent = True
+        self.write(frame_header(FIN | OP_CLOSE, len(payload)) + payload)
+        if self.close_received:
+            self.state = CLOSED
+        elif self.state == OPEN:
+            self.state = CLOSING
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): close frame, then stop reading."""
+        logger.debug("Failing WebSocket connection: %d %s", code, reason)
+        self.send_close(code, reason)
+        self.state = CLOSED
+        self._buf = bytearray()
+        self._frag_parts = []
+        self._handler.on_failure(code, reason)

@@ -1,0 +1,1 @@
+"""The object runtime: activation, event order, gates, hibernation, alarms."""

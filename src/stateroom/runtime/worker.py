@@ -1,0 +1,109 @@
+"""Loading a Worker: its module, its ``env`` and its Durable Object namespaces.
+
+A ``WorkerRuntime`` is one loaded version of the application. ``stateroom dev``
+makes a new one when the code changes; the server keeps its sockets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import sys
+from itertools import count
+from types import ModuleType
+from typing import Any
+
+from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
+from stateroom.api.namespace import DurableObjectNamespace
+from stateroom.api.requests import Request
+from stateroom.api.responses import Response
+from stateroom.config import ConfigError, WorkerConfig
+from stateroom.runtime.actor import ActorNamespace, RuntimeOptions
+
+logger = logging.getLogger("stateroom.runtime")
+
+_generation = count(1)
+
+
+class Env:
+    """``env``: bindings and vars as attributes (``env.MY_DO``) and items (``env["MY_DO"]``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__dict__[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.__dict__
+
+    def __repr__(self) -> str:
+        return f"Env({sorted(self.__dict__)})"
+
+
+def load_module(config: WorkerConfig) -> ModuleType:
+    """Import ``main`` under a fresh name, so a reload really runs the new code."""
+    root = str(config.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    name = f"stateroom_app_{next(_generation)}_{config.main.stem}"
+    spec = importlib.util.spec_from_file_location(name, config.main)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{config.path}: `main`: cannot import {config.main}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+class WorkerRuntime:
+    """One loaded version of a Worker and its Durable Object classes."""
+
+    def __init__(self, config: WorkerConfig, options: RuntimeOptions | None = None) -> None:
+        self.config = config
+        self.options = options or RuntimeOptions()
+        self.module = load_module(config)
+        self.namespaces: dict[str, ActorNamespace] = {}
+        values: dict[str, Any] = dict(config.vars)
+        env = Env(values)
+        for binding in config.durable_objects:
+            cls = getattr(self.module, binding.class_name, None)
+            if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
+                raise ConfigError(
+                    f"{config.path}: `durable_objects.bindings` {binding.name}: "
+                    f"{config.main.name} must define class {binding.class_name}(DurableObject)"
+                )
+            secret = hashlib.sha256(
+                f"stateroom-namespace:{config.name}:{binding.class_name}".encode()
+            ).digest()
+            ns = ActorNamespace(binding.name, cls, env, secret, self.options)
+            self.namespaces[binding.name] = ns
+            values[binding.name] = DurableObjectNamespace(ns)
+        env.__dict__.update(values)
+        self.env = env
+        entry = getattr(self.module, "Default", None)
+        if not (isinstance(entry, type) and issubclass(entry, WorkerEntrypoint)):
+            raise ConfigError(
+                f"{config.main}: no Worker entrypoint; define "
+                "`class Default(WorkerEntrypoint)` with `async def fetch(self, request)`"
+            )
+        self.ctx = ExecutionContext()
+        self.entrypoint = entry(self.ctx, env)
+
+    async def fetch(self, request: Request) -> Response:
+        response = await self.entrypoint.fetch(request)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"Default.fetch() returned {type(response).__name__}; it must return a Response."
+            )
+        return response
+
+    async def shutdown(self) -> None:
+        await self.ctx.drain()
+        for ns in self.namespaces.values():
+            await ns.shutdown()

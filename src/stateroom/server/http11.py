@@ -1,0 +1,390 @@
+"""HTTP/1.1 connections: parsing with httptools, keep-alive, pipelining, upgrade.
+
+Requests on one connection are answered strictly in order (pipelining), each
+with its body fully buffered before dispatch. A request whose response is a
+101 carrying a WebSocket hands the transport to ``WebSocketConnection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httptools
+
+from stateroom.api.headers import Headers
+from stateroom.api.requests import Request
+from stateroom.api.responses import Response
+from stateroom.protocol.handshake import check_request, wants_websocket
+from stateroom.server.responses import error_response, serialize_response
+
+if TYPE_CHECKING:
+    from stateroom.server.server import Server
+
+logger = logging.getLogger("stateroom.server")
+
+_TOKEN_METHOD = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: Request
+    version: str
+    keep_alive: bool
+    head: bool
+    upgrade_tail: bytes | None = None
+    wants_close: bool = False
+    raw_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _dot_segments(path: str) -> str:
+    """Remove ``.`` and ``..`` segments as the WHATWG URL parser does."""
+    if "/." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        if seg in (".", "%2e", "%2E"):
+            if i == len(segments) - 1:
+                out.append("")
+            continue
+        if seg.lower() in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if len(out) > 1:
+                out.pop()
+            if i == len(segments) - 1:
+                out.append("")
+            continue
+        out.append(seg)
+    return "/".join(out) or "/"
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client TCP connection while it speaks HTTP/1.1."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.options = server.options
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.scheme = server.scheme
+        self._queue: deque[_Pending] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._closing = False
+        self._stalled: bytes | None = None  # bytes after an upgrade request, awaiting its fate
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_message = False
+        self._reading_paused = False
+
+    # -- asyncio.Protocol -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connection_opened(self)
+        self._arm_timer(self.options.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._cancel_timer()
+        self.server.connection_closed(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._stalled is not None:
+            self._stalled += data
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = int(exc.args[0])
+            tail = data[offset:]
+            if self._queue and self._queue[-1].upgrade_tail is None:
+                self._queue[-1].upgrade_tail = tail
+            self._stalled = b""
+            self._pause_reading()
+        except httptools.HttpParserInvalidMethodError:
+            if _TOKEN_METHOD.match(data.lstrip()):
+                self._fail_request(501, "ERROR: Unrecognized request method.", "connection-first")
+            else:
+                self._fail_request(400, "invalid HTTP method parsed")
+        except httptools.HttpParserInvalidURLError:
+            self._fail_request(400, "invalid URI")
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._fail_request(cause.status, cause.body)
+            else:
+                logger.exception("HTTP parser callback failed")
+                self._fail_request(400, "Bad Request")
+        except httptools.HttpParserError as exc:
+            if "PRI" in str(exc):  # an HTTP/2 preface: workerd just hangs up
+                self._close()
+            else:
+                self._fail_request(400, _parser_error_text(str(exc)))
+
+    def eof_received(self) -> bool | None:
+        # Half-closed clients still get their pipelined answers.
+        return bool(self._queue or (self._task and not self._task.done()))
+
+    def pause_writing(self) -> None:
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._stalled is None:
+            self._resume_reading()
+
+    # -- httptools callbacks ----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._body = []
+        self._body_size = 0
+        if self._timer is None:
+            self._arm_timer(self.options.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.options.max_url_size:
+            raise _Reject(414, "URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.options.max_header_size:
+            raise _Reject(431, "message head is too large")
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._cancel_timer()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.options.max_body_size:
+            raise _Reject(413, "request body is too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _Reject(400, "invalid URI")
+        method = parser.get_method().decode("ascii")
+        headers = Headers._trusted(self._headers)
+        host = headers.get("host")
+        if host is None or not host:
+            raise _Reject(400, "Bad Request", missing_host=True)
+        url = self._url
+        if not url.startswith(b"/"):
+            parsed = httptools.parse_url(url)
+            target = parsed.path or b"/"
+            if parsed.query:
+                target += b"?" + parsed.query
+            if parsed.host:
+                host = parsed.host.decode("latin-1")
+                if parsed.port:
+                    host += f":{parsed.port}"
+            url = target
+        path, _, _fragment = url.decode("latin-1").partition("#")
+        path, sep, query = path.partition("?")
+        full = f"{self.scheme}://{host.lower()}{_dot_segments(path)}{sep}{query}"
+        upgrade = headers.get("upgrade")
+        if upgrade is not None and wants_websocket(upgrade):
+            # User code sees the token in its canonical spelling, as on Cloudflare.
+            headers.set("Upgrade", "websocket")
+        body = b"".join(self._body)
+        request = Request._from_wire(full, method, headers, body)
+        connection = (headers.get("connection") or "").lower()
+        pending = _Pending(
+            request=request,
+            version=version,
+            keep_alive=parser.should_keep_alive(),
+            head=method == "HEAD",
+            wants_close="close" in connection,
+        )
+        self._queue.append(pending)
+        if len(self._queue) > 32:
+            self._pause_reading()
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._process())
+
+    # -- request processing --------------------------------------------------------
+
+    async def _process(self) -> None:
+        while self._queue and not self._closing:
+            pending = self._queue.popleft()
+            if len(self._queue) < 8 and self._stalled is None:
+                self._resume_reading()
+            response = await self._respond(pending.request)
+            if self._closing:
+                return
+            if response.webSocket is not None:
+                self._upgrade(pending, response)
+                return
+            self._write_response(pending, response)
+            if self._closing:
+                return
+            if pending.upgrade_tail is not None:
+                self._resume_after_upgrade_refused(pending.upgrade_tail)
+        if not self._closing and not self._in_message:
+            self._arm_timer(self.options.keep_alive_timeout)
+
+    async def _respond(self, request: Request) -> Response:
+        try:
+            return await self.server.runtime.fetch(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Uncaught exception while handling %s %s", request.method, request.url)
+            return Response(
+                "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
+            )
+
+    def _write_response(self, pending: _Pending, response: Response) -> None:
+        assert self.transport is not None
+        keep_alive = pending.keep_alive and not self.server.draining
+        if pending.version == "1.0":
+            connection = "keep-alive" if keep_alive else None
+        else:
+            connection = None if keep_alive else "close"
+        self.transport.writelines(
+            serialize_response(
+                response, version=pending.version, head=pending.head, connection=connection
+            )
+        )
+        if not keep_alive:
+            self._close()
+
+    def _upgrade(self, pending: _Pending, response: Response) -> None:
+        from stateroom.server.websocket import WebSocketConnection
+
+        assert self.transport is not None
+        request = pending.request
+        client = response.webSocket
+        assert client is not None
+        rejection = check_request(
+            request.method,
+            request.headers.get("sec-websocket-key"),
+            request.headers.get("sec-websocket-version"),
+        )
+        if rejection is not None:
+            self.transport.write(
+                error_response(
+                    rejection.status,
+                    rejection.body,
+                    version=pending.version,
+                    order="connection-first",
+                    extra=rejection.headers,
+                )
+            )
+            self._close()
+            WebSocketConnection.refused(client)
+            return
+        self._cancel_timer()
+        tail = (pending.upgrade_tail or b"") + (self._stalled or b"")
+        self._stalled = None
+        ws = WebSocketConnection(self.server, self.transport, client)
+        ws.start(request, pending.version, pending.wants_close, tail)
+
+    def _resume_after_upgrade_refused(self, tail: bytes) -> None:
+        """The app answered an upgrade request without upgrading: keep speaking HTTP."""
+        rest = tail + (self._stalled or b"")
+        self._stalled = None
+        self.parser = httptools.HttpRequestParser(self)
+        self._resume_reading()
+        if rest:
+            self.data_received(rest)
+
+    # -- errors and lifetime ---------------------------------------------------------
+
+    def _fail_request(self, status: int, body: str, order: str = "type-first") -> None:
+        """Answer a request the parser refused, then close (what workerd does)."""
+        if self.transport is None or self._closing:
+            return
+        if status == 400 and body == "Bad Request":
+            version = self.parser.get_http_version() if self._in_message is False else "1.1"
+            text = f"HTTP/{version} 400 Bad Request\r\nContent-Length: 11\r\n"
+            if version != "1.0":
+                text += "Connection: close\r\n"
+            self.transport.write(text.encode() + b"\r\nBad Request")
+        else:
+            self.transport.write(error_response(status, body, order=order))
+        self._close()
+
+    def _close(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server is stopping: close now if idle, else after the current response."""
+        if not self._queue and (self._task is None or self._task.done()):
+            self._close()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _arm_timer(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(delay, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._queue or (self._task is not None and not self._task.done()):
+            return
+        logger.debug("Closing idle or slow HTTP connection")
+        if self.transport is not None:
+            self.transport.abort() if self._in_message else self._close()
+        self._closing = True
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, body: str, *, missing_host: bool = False) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.missing_host = missing_host
+
+
+def _parser_error_text(message: str) -> str:
+    lower = message.lower()
+    if "version" in lower:
+        return "invalid HTTP version parsed"
+    if "content-length" in lower or "content length" in lower:
+        return "invalid content-length parsed"
+    if "header" in lower:
+        return "invalid HTTP header parsed"
+    return "Bad Request"

@@ -1,0 +1,27 @@
+"""Limits and timeouts of the network server, with safe defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerOptions:
+    # Largest WebSocket message accepted (Cloudflare's limit); larger ones close with 1009.
+    max_message_size: int = 32 * 1024 * 1024
+    # Largest request head (request line + headers); larger ones get 431.
+    max_header_size: int = 480 * 1024
+    # Longest request target; longer ones get 414 (workerd's limit).
+    max_url_size: int = 65534
+    # Largest buffered request body; larger ones get 413.
+    max_body_size: int = 100 * 1024 * 1024
+    # Seconds an idle keep-alive connection is kept open.
+    keep_alive_timeout: float = 75.0
+    # Seconds a client has to finish sending a request head.
+    header_timeout: float = 30.0
+    # Seconds to wait for the peer's close frame after we sent ours.
+    close_timeout: float = 5.0
+    # Bytes queued for a slow client before its reads are paused.
+    write_buffer_high: int = 1024 * 1024
+    # Seconds in-flight requests get to finish on shutdown.
+    shutdown_grace: float = 10.0

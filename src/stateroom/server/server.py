@@ -1,0 +1,100 @@
+"""The listening server: accepts connections, owns the runtime, shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING, Protocol
+
+from stateroom.protocol.frames import CLOSE_GOING_AWAY
+from stateroom.server.http11 import HttpConnection
+from stateroom.server.options import ServerOptions
+
+if TYPE_CHECKING:
+    from stateroom.api.requests import Request
+    from stateroom.api.responses import Response
+
+logger = logging.getLogger("stateroom.server")
+
+
+class Runtime(Protocol):
+    """What the server needs of the application: the seam between network and runtime."""
+
+    async def fetch(self, request: Request) -> Response: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class Connection(Protocol):
+    def shutdown(self) -> None: ...
+
+
+class Server:
+    """Serves one ``Runtime`` over HTTP/1.1 and WebSocket on one address."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        options: ServerOptions | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.port = port
+        self.options = options or ServerOptions()
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context else "http"
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self),
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            backlog=1024,
+            reuse_address=True,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.port = sockname[1]
+        logger.info("listening on %s://%s:%d", self.scheme, self.host, self.port)
+
+    def connection_opened(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self._idle.clear()
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish, close WebSockets with 1001."""
+        from stateroom.server.websocket import WebSocketConnection
+
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if isinstance(conn, WebSocketConnection):
+                conn.shutdown(CLOSE_GOING_AWAY, "Going Away")
+            else:
+                conn.shutdown()
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.options.shutdown_grace)
+        except TimeoutError:
+            logger.warning(
+                "%d connections still open after %.0fs; closing them",
+                len(self.connections),
+                self.options.shutdown_grace,
+            )
+        await self.runtime.shutdown()

@@ -1,0 +1,186 @@
+"""WebSocket connections: the asyncio shell around the sans-I/O protocol core.
+
+Binds the network connection to the ``client`` end the Worker returned: frames
+from the socket become events on its peer (the ``server`` end the object
+holds), and the peer's ``send()`` writes frames here. Writes made while
+handling one read are joined into a single ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from stateroom.api.requests import Request
+from stateroom.api.websockets import ABNORMAL, Message, WebSocket
+from stateroom.protocol.connection import ServerConnection
+from stateroom.protocol.frames import CLOSE_GOING_AWAY
+from stateroom.protocol.handshake import accept_key
+
+if TYPE_CHECKING:
+    from stateroom.server.server import Server
+
+logger = logging.getLogger("stateroom.server")
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One upgraded client connection, bound to a ``WebSocket`` end."""
+
+    __slots__ = (
+        "_batch",
+        "_close_delivered",
+        "_close_timer",
+        "_ended",
+        "client",
+        "loop",
+        "peer",
+        "protocol",
+        "server",
+        "transport",
+    )
+
+    def __init__(self, server: Server, transport: asyncio.Transport, client: WebSocket) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport = transport
+        self.client = client
+        peer = client._peer
+        assert peer is not None
+        self.peer: WebSocket = peer
+        self.protocol = ServerConnection(
+            self._write, self, max_message_size=server.options.max_message_size
+        )
+        self._batch: list[bytes] | None = None
+        self._close_delivered = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._ended = False
+
+    @staticmethod
+    def refused(client: WebSocket) -> None:
+        """The handshake failed after the app accepted: tell its end the socket is gone."""
+        peer = client._peer
+        if peer is not None:
+            peer._receive("close", ABNORMAL, "", False)
+            _end(peer)
+
+    def start(self, request: Request, version: str, also_close: bool, tail: bytes) -> None:
+        headers = [
+            f"HTTP/{version} 101 Switching Protocols",
+            "Connection: Upgrade, close" if also_close else "Connection: Upgrade",
+            "Upgrade: websocket",
+            f"Sec-WebSocket-Accept: {accept_key(request.headers.get('sec-websocket-key') or '')}",
+        ]
+        self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
+        self.transport.set_protocol(self)
+        self.server.connection_opened(self)
+        self.client._bind(self)
+        if tail:
+            self.data_received(tail)
+        self.transport.resume_reading()
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        batch: list[bytes] = []
+        self._batch = batch
+        try:
+            self.protocol.receive_data(data)
+        finally:
+            self._batch = None
+            if batch:
+                self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self.server.connection_closed(self)
+        if not self._close_delivered:
+            self._close_delivered = True
+            self.peer._receive("close", ABNORMAL, "", False)
+        self._end()
+
+    def pause_writing(self) -> None:
+        # The client is not reading: stop reading what it sends, so the echoes it
+        # provokes cannot pile up here.
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    # -- WebSocketSink: what the object's end sends -----------------------------------
+
+    def send_message(self, message: Message) -> None:
+        if type(message) is str:
+            self.protocol.send_text(message)
+        else:
+            self.protocol.send_binary(message)  # type: ignore[arg-type]
+
+    def close(self, code: int | None, reason: str) -> None:
+        protocol = self.protocol
+        if protocol.close_sent or self._ended or self.transport.is_closing():
+            return
+        protocol.send_close(code, reason)
+        if protocol.close_received:
+            self._flush_and_close()
+        else:
+            self._close_timer = self.loop.call_later(
+                self.server.options.close_timeout, self.transport.abort
+            )
+
+    # -- ConnectionHandler: what the protocol core reports ------------------------------
+
+    def on_message(self, message: str | bytes) -> None:
+        self.peer._receive("message", message)
+
+    def on_close_frame(self, code: int, reason: str) -> None:
+        self._close_delivered = True
+        self.peer._receive("close", code, reason, True)
+        if self.protocol.close_sent:
+            self._flush_and_close()
+
+    def on_failure(self, code: int, reason: str) -> None:
+        # We close the socket; unlike workerd, the object still hears about it, so
+        # its bookkeeping (a connection counter, a presence list) stays exact.
+        self._flush_and_close()
+        if not self._close_delivered:
+            self._close_delivered = True
+            self.peer._receive("error", ConnectionError(f"WebSocket protocol error: {reason}"))
+            self.peer._receive("close", code, reason, False)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        batch = self._batch
+        if batch is not None:
+            batch.append(data)
+        else:
+            self.transport.write(data)
+
+    def _flush_and_close(self) -> None:
+        batch = self._batch
+        if batch:
+            self.transport.write(b"".join(batch))
+            batch.clear()
+        self.transport.close()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            _end(self.peer)
+
+    def shutdown(self, code: int = CLOSE_GOING_AWAY, reason: str = "Going Away") -> None:
+        """Server is stopping or reloading: close with ``code`` and tell the object."""
+        if self.protocol.close_sent:
+            return
+        self.close(code, reason)
+        if not self._close_delivered:
+            self._close_delivered = True
+            self.peer._receive("close", code, reason, False)
+
+
+def _end(ws: WebSocket) -> None:
+    ws._finished()
