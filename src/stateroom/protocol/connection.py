@@ -153,7 +153,7 @@ class ServerConnection:
                         text = payload.decode("utf-8")
                     except UnicodeDecodeError:
                         raise ProtocolError(
-                            CLOSE_INVALID_DATA, "invalid UTF-8 in text message"
+                            CLOSE_INVALID_DATA, "Invalid UTF-8 in text message"
                         ) from None
                     self._handler.on_message(text)
                 else:
@@ -170,30 +170,38 @@ class ServerConnection:
 
     def _check_header(self, b0: int, b1: int, opcode: int, length: int) -> None:
         if not b1 & 0x80:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
-        if b0 & 0x70:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits must be 0")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Client frames must be masked")
+        if b0 & 0x30:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Received frame had RSV bits 2 or 3 set")
+        if b0 & 0x40:
+            raise ProtocolError(
+                CLOSE_PROTOCOL_ERROR,
+                "Received a frame with the compression bit set, but compression was not negotiated",
+            )
         if opcode >= 8:
             if opcode > OP_PONG:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"Unknown opcode {opcode}")
             if not b0 & FIN:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Received fragmented control frame")
             if length > 125:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame too long")
+                raise ProtocolError(
+                    CLOSE_PROTOCOL_ERROR, "Received control frame longer than 125 bytes"
+                )
             return
         if opcode > OP_BINARY:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"Unknown opcode {opcode}")
         if length >> 63:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "frame length too large")
+            raise ProtocolError(
+                CLOSE_PROTOCOL_ERROR, "Frame length has the most significant bit set"
+            )
         if opcode == OP_CONT:
             if not self._frag_opcode:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Unexpected continuation frame")
         elif self._frag_opcode:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message")
-        if self._frag_size + length > self.max_message_size:
-            raise ProtocolError(
-                CLOSE_TOO_BIG, f"message too big (limit {self.max_message_size} bytes)"
-            )
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Missing continuation frame")
+        room = self.max_message_size - self._frag_size
+        if length > room:
+            raise ProtocolError(CLOSE_TOO_BIG, f"Message is too large: {length} > {room}")
 
     def _frame(self, b0: int, opcode: int, payload: bytes) -> None:
         fin = b0 & FIN
@@ -240,19 +248,19 @@ class ServerConnection:
         try:
             decoder.decode(data, final)
         except UnicodeDecodeError:
-            raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in text message") from None
+            raise ProtocolError(CLOSE_INVALID_DATA, "Invalid UTF-8 in text message") from None
 
     def _close_frame(self, payload: bytes) -> None:
         if len(payload) == 1:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Close frame payload of 1 byte")
         if payload:
             code = int.from_bytes(payload[:2], "big")
             if not valid_wire_close_code(code):
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"Invalid close code {code}")
             try:
                 reason = payload[2:].decode("utf-8")
             except UnicodeDecodeError:
-                raise ProtocolError(CLOSE_INVALID_DATA, "invalid UTF-8 in close reason") from None
+                raise ProtocolError(CLOSE_INVALID_DATA, "Invalid UTF-8 in close reason") from None
         else:
             code, reason = CLOSE_NO_STATUS, ""
         self.close_received = True

@@ -12,7 +12,13 @@ from http import HTTPStatus
 from stateroom.api.responses import Response
 
 
+# Where workerd's phrase differs from Python's (RFC 9110 names).
+_PHRASES = {413: "Payload Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable"}
+
+
 def reason_phrase(status: int) -> str:
+    if status in _PHRASES:
+        return _PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -161,8 +161,7 @@ def _encode_into(out: bytearray, value: Any, depth: int, active: set[int]) -> No
         _encode_datetime(out, value)
     else:
         raise TypeError(
-            f"cannot store a value of type {type(value).__name__!r}; "
-            f"storage accepts {_SUPPORTED}"
+            f"cannot store a value of type {type(value).__name__!r}; storage accepts {_SUPPORTED}"
         )
 
 

@@ -1,0 +1,97 @@
+"""Running a real stateroom server for tests: a subprocess on an ephemeral port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+START_TIMEOUT_S = 20.0
+_LISTENING = re.compile(r"listening on (\w+)://([\d.:\[\]a-z]+):(\d+)")
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    scheme: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.scheme == 'https' else 'ws'}://{self.host}:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until the server's log matches ``pattern`` (an event, not a sleep)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output())
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"server log never matched {pattern!r}:\n{self.output()}")
+
+
+@contextlib.contextmanager
+def serve(app: str | Path, *args: str, command: str = "serve") -> Iterator[RunningServer]:
+    """Run ``python -m stateroom <command> APP --port 0 ARGS`` until the block ends."""
+    app_dir = Path(app)
+    if not app_dir.is_absolute():
+        app_dir = ROOT / app_dir
+    with tempfile.TemporaryDirectory(prefix="stateroom-test-") as tmp:
+        log = Path(tmp) / "server.log"
+        with open(log, "wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stateroom", command, str(app_dir), "--port", "0", *args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            match = None
+            while match is None:
+                match = _LISTENING.search(log.read_text(errors="replace"))
+                if match is not None:
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"stateroom did not start:\n{log.read_text()}")
+                time.sleep(0.01)
+            yield RunningServer(proc, match.group(2), int(match.group(3)), match.group(1), log)
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
