@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import serve as _serve  # noqa: E402
+from support import serve as _serve
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import websockets
+
 from rawws import RawClient, close_frame, frame, http, read_response
 from support import RunningServer, serve
 
@@ -191,7 +192,10 @@ def test_oversized_header_and_url(srv: RunningServer) -> None:
 
 
 def upgrade(srv: RunningServer, method: str = "GET", headers: str = "") -> bytes:
-    raw = f"{method} /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{headers}\r\n"
+    raw = (
+        f"{method} /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\n{headers}\r\n"
+    )
     return http(srv.host, srv.port, raw.encode())
 
 

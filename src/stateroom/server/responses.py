@@ -11,7 +11,6 @@ from http import HTTPStatus
 
 from stateroom.api.responses import Response
 
-
 # Where workerd's phrase differs from Python's (RFC 9110 names).
 _PHRASES = {413: "Payload Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable"}
 

@@ -52,7 +52,7 @@ What converts, and what does not
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
 __all__ = [
@@ -293,7 +293,7 @@ def _decode_datetime(view: memoryview, pos: int) -> tuple[datetime, int]:
     try:
         tz: timezone | None = None
         if offset_us is not None:
-            tz = timezone.utc if offset_us == 0 else timezone(timedelta(microseconds=offset_us))
+            tz = UTC if offset_us == 0 else timezone(timedelta(microseconds=offset_us))
         value = datetime(
             year, month, day, hour, minute, second, micro, tzinfo=tz, fold=(flags >> 1) & 1
         )

@@ -32,6 +32,9 @@ class SqlError(StorageError):
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        # Whether statements that ran before the failure changed data: those
+        # changes stay in the implicit transaction and must still be committed.
+        self.wrote = False
 
 
 class SqlNotAuthorizedError(SqlError):

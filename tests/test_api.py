@@ -1,0 +1,107 @@
+"""The user API in isolation: Headers, Request, Response, WebSocketPair."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stateroom import Headers, Request, Response, WebSocketPair
+from stateroom.api.responses import TEXT_PLAIN
+
+
+def test_headers_case_insensitive_multivalued() -> None:
+    h = Headers({"Content-Type": "text/plain"})
+    h.append("X-A", "1")
+    h.append("x-a", "2")
+    assert h.get("content-type") == "text/plain"
+    assert h.get("X-A") == "1, 2"
+    assert h.getAll("x-a") == ["1", "2"]
+    assert "X-a" in h and h.has("x-A")
+    h.set("x-A", "3")
+    assert h.get("x-a") == "3"
+    h.delete("X-A")
+    assert h.get("x-a") is None
+    assert list(Headers([("B", "2"), ("a", "1")]).entries()) == [("a", "1"), ("b", "2")]
+
+
+def test_headers_set_cookie_not_joined() -> None:
+    h = Headers([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+    assert h.getSetCookie() == ["a=1", "b=2"]
+
+
+@pytest.mark.parametrize("bad", ["a b", "a:b", "", "a\r\n"])
+def test_headers_reject_invalid_names(bad: str) -> None:
+    with pytest.raises(TypeError):
+        Headers({bad: "x"})
+
+
+def test_headers_reject_injection() -> None:
+    with pytest.raises(TypeError):
+        Headers({"X": "a\r\nEvil: 1"})
+
+
+def test_request_body_readers() -> None:
+    req = Request("http://x/y", method="post", headers={"A": "b"}, body='{"k": 1}')
+    assert req.method == "POST"
+    assert asyncio.run(req.json()) == {"k": 1}
+    assert asyncio.run(req.text()) == '{"k": 1}'
+    assert asyncio.run(req.bytes()) == b'{"k": 1}'
+    copy = Request(req, method="PUT")
+    assert copy.url == "http://x/y" and copy.method == "PUT" and copy.headers.get("a") == "b"
+    with pytest.raises(TypeError):
+        Request("http://x/", body="no")
+
+
+def test_response_defaults() -> None:
+    r = Response("hi")
+    assert r.status == 200 and r.statusText == "OK"
+    assert r.headers.get("content-type") == TEXT_PLAIN
+    assert asyncio.run(r.text()) == "hi"
+    assert Response(b"\x00").headers.get("content-type") is None
+    j = Response.json({"a": [1, 2]})
+    assert j.headers.get("content-type") == "application/json"
+    assert asyncio.run(j.json()) == {"a": [1, 2]}
+    with pytest.raises(ValueError, match="200 to 599"):
+        Response("x", status=101)
+    with pytest.raises(ValueError, match="status 101"):
+        Response(None, status=200, web_socket=WebSocketPair().client)
+    pair = WebSocketPair()
+    assert Response(None, status=101, webSocket=pair.client).web_socket is pair.client
+
+
+def test_in_process_pair() -> None:
+    client, server = WebSocketPair()
+    got: list[object] = []
+    server.addEventListener("message", lambda e: got.append(("server", e.data)))
+    client.addEventListener("message", lambda e: got.append(("client", e.data)))
+    client.addEventListener("close", lambda e: got.append(("close", e.code, e.reason)))
+    with pytest.raises(RuntimeError, match="accept"):
+        server.send("too early")
+    server.accept()
+    client.accept()
+    client.send("ping")
+    server.send(b"pong")
+    server.close(4000, "done")
+    assert got == [("server", "ping"), ("client", b"pong"), ("close", 4000, "done")]
+    with pytest.raises(RuntimeError, match="after close"):
+        server.send("late")
+
+
+def test_events_before_accept_are_kept() -> None:
+    client, server = WebSocketPair()
+    client.accept()
+    client.send("early")
+    got: list[object] = []
+    server.addEventListener("message", lambda e: got.append(e.data))
+    server.accept()
+    assert got == ["early"]
+
+
+def test_close_validation() -> None:
+    _, server = WebSocketPair()
+    server.accept()
+    with pytest.raises(ValueError, match="close code"):
+        server.close(999)
+    with pytest.raises(ValueError, match="123 bytes"):
+        server.close(1000, "x" * 124)

@@ -1,0 +1,116 @@
+"""The sans-I/O WebSocket core, driven without sockets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rawws import close_frame, frame
+from stateroom.protocol.connection import ServerConnection
+from stateroom.protocol.frames import apply_mask, frame_header
+from stateroom.protocol.handshake import accept_key, check_request
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def on_message(self, message: str | bytes) -> None:
+        self.events.append(("message", message))
+
+    def on_close_frame(self, code: int, reason: str) -> None:
+        self.events.append(("close", code, reason))
+
+    def on_failure(self, code: int, reason: str) -> None:
+        self.events.append(("fail", code, reason))
+
+
+def make(limit: int = 1 << 20) -> tuple[ServerConnection, Recorder, list[bytes]]:
+    out: list[bytes] = []
+    rec = Recorder()
+    return ServerConnection(out.append, rec, max_message_size=limit), rec, out
+
+
+def test_accept_key_rfc_example() -> None:
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_handshake_checks_order() -> None:
+    assert check_request("POST", None, None) is not None
+    assert check_request("POST", None, None).status == 400  # type: ignore[union-attr]
+    assert check_request("GET", None, None).status == 426  # type: ignore[union-attr]
+    assert check_request("GET", None, "13").status == 400  # type: ignore[union-attr]
+    assert check_request("GET", "k", "13") is None
+
+
+@given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
+def test_mask_roundtrip(data: bytes, mask: bytes) -> None:
+    masked = apply_mask(data, mask)
+    assert masked == bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    assert apply_mask(masked, mask) == data
+
+
+@given(st.lists(st.text(max_size=200), max_size=10), st.integers(min_value=1, max_value=50))
+def test_any_split_of_the_stream_gives_the_same_messages(texts: list[str], chunk: int) -> None:
+    stream = b"".join(frame(0x1, t.encode()) for t in texts)
+    conn, rec, _ = make()
+    for i in range(0, len(stream), chunk):
+        conn.receive_data(stream[i : i + chunk])
+    assert rec.events == [("message", t) for t in texts]
+
+
+def test_utf8_split_across_fragments_is_valid() -> None:
+    conn, rec, _ = make()
+    snowman = "☃".encode()
+    conn.receive_data(frame(0x1, snowman[:1], fin=False) + frame(0x0, snowman[1:]))
+    assert rec.events == [("message", "☃")]
+
+
+def test_invalid_utf8_fails_fast_in_first_fragment() -> None:
+    conn, rec, out = make()
+    conn.receive_data(frame(0x1, b"\xff", fin=False))
+    assert rec.events == [("fail", 1007, "Invalid UTF-8 in text message")]
+    assert out == [frame_header(0x88, 31) + b"\x03\xefInvalid UTF-8 in text message"]
+
+
+def test_ping_answered_with_pong() -> None:
+    conn, _, out = make()
+    conn.receive_data(frame(0x9, b"abc"))
+    assert out == [b"\x8a\x03abc"]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(0x9, b"x" * 126), 1002),
+        (close_frame(999), 1002),
+        (frame(0x8, b"\x03"), 1002),
+        (close_frame(1000, b"\xff"), 1007),
+        (frame(0x1, b"x", rsv=0x40), 1002),
+        (frame(0x2, b"", length=1 << 63)[:14], 1002),
+        (frame(0x2, b"", length=(1 << 20) + 1)[:14], 1009),
+    ],
+)
+def test_failures(data: bytes, code: int) -> None:
+    conn, rec, _ = make()
+    conn.receive_data(data)
+    assert rec.events[0][:2] == ("fail", code)
+
+
+def test_close_handshake_states() -> None:
+    conn, rec, out = make()
+    conn.receive_data(close_frame(1000, b"bye") + frame(0x1, b"ignored"))
+    assert rec.events == [("close", 1000, "bye")]
+    conn.send_close(1000, "ok")
+    assert out == [b"\x88\x04\x03\xe8ok"]
+    conn.send_text("dropped after close")
+    assert len(out) == 1
+
+
+def test_large_frame_buffered_without_quadratic_copies() -> None:
+    conn, rec, _ = make(limit=8 << 20)
+    data = frame(0x2, b"z" * (4 << 20))
+    for i in range(0, len(data), 65536):
+        conn.receive_data(data[i : i + 65536])
+    assert rec.events == [("message", b"z" * (4 << 20))]
