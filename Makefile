@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
+LINT_PATHS := $(wildcard src tests examples bench conformance)
 
 .PHONY: run test lint typecheck install workerd clean
 
@@ -26,14 +27,14 @@ run: $(STAMP)
 	$(BIN)/stateroom dev examples/websocket-server --port 8787
 
 test: $(STAMP) $(WORKERD)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint:
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck:
 	$(BIN)/mypy
