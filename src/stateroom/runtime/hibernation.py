@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stateroom.storage.encoding import decode_value, encode_value
+from stateroom.storage.encoding import decode, encode
 
 # Cloudflare's limit on a serialized attachment.
 MAX_ATTACHMENT_SIZE = 16 * 1024
@@ -17,7 +17,7 @@ MAX_ATTACHMENT_SIZE = 16 * 1024
 def serialize_attachment(value: Any) -> bytes | None:
     if value is None:
         return None
-    data = encode_value(value)
+    data = encode(value)
     if len(data) > MAX_ATTACHMENT_SIZE:
         raise ValueError(
             f"serializeAttachment(): the serialized value is {len(data)} bytes; "
@@ -28,4 +28,4 @@ def serialize_attachment(value: Any) -> bytes | None:
 
 
 def deserialize_attachment(data: bytes | None) -> Any:
-    return None if data is None else decode_value(data)
+    return None if data is None else decode(data)
