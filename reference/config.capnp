@@ -16,7 +16,11 @@ const websocketServer :Workerd.Worker = (
   modules = [
     (name = "websocket-server.js", esModule = embed "websocket-server.js"),
   ],
-  compatibilityDate = "2026-11-17",
+  # The behaviour the issue specifies (the app's own close reason reaches the client,
+  # binary data prints as [object ArrayBuffer]) is that of compatibility dates before
+  # 2026-03-17 (websocket_standard_binary_type) and 2026-04-07
+  # (web_socket_auto_reply_to_close); reference/observed.md records both.
+  compatibilityDate = "2024-11-01",
   bindings = [
     (name = "WEBSOCKET_SERVER", durableObjectNamespace = "WebSocketServer"),
   ],

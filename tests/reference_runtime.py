@@ -7,6 +7,7 @@ version pinned in reference/package-lock.json.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -25,6 +26,22 @@ STOP_TIMEOUT_S = 5.0
 
 class WorkerdMissingError(RuntimeError):
     """The pinned workerd binary is not installed."""
+
+
+def _native_binary() -> Path:
+    """The workerd executable itself.
+
+    npm's install script hard-links the platform binary over the package's `bin/workerd`; were
+    install scripts skipped, that file would be a Node shim spawning the binary as a child, which
+    stopping the shim by PID would orphan, so the platform package's binary is used instead.
+    """
+    with WORKERD.open("rb") as exe:
+        if exe.read(2) != b"#!":
+            return WORKERD
+    for candidate in sorted(REFERENCE_DIR.glob("node_modules/@cloudflare/workerd-*/bin/workerd")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return WORKERD
 
 
 def _free_port(host: str) -> int:
@@ -77,7 +94,13 @@ def running_workerd() -> Iterator[tuple[str, int]]:
         log = Path(tmp) / "workerd.log"
         with log.open("wb") as log_file:
             proc = subprocess.Popen(
-                [str(WORKERD), "serve", str(CONFIG), "--socket-addr", f"http={HOST}:{port}"],
+                [
+                    str(_native_binary()),
+                    "serve",
+                    str(CONFIG),
+                    "--socket-addr",
+                    f"http={HOST}:{port}",
+                ],
                 cwd=REFERENCE_DIR,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -15,7 +15,8 @@ import websockets
 from rawws import RawClient, close_frame, frame, http, read_response
 from support import RunningServer, serve
 
-APP = "examples/websocket-server"
+# The hibernation twin must behave exactly like the original to a client.
+APPS = ["examples/websocket-server", "examples/websocket-hibernation"]
 HELP = (
     "\nThis Durable Object supports the following endpoints:\n"
     "  /websocket\n"
@@ -27,9 +28,9 @@ HELP = (
 TEXT = "Content-Type: text/plain;charset=UTF-8"
 
 
-@pytest.fixture(scope="module")
-def srv() -> Iterator[RunningServer]:
-    with serve(APP) as server:
+@pytest.fixture(scope="module", params=APPS, ids=["listeners", "hibernation"])
+def srv(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    with serve(request.param, "--hibernation-timeout", "0.2") as server:
         yield server
 
 

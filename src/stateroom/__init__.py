@@ -17,6 +17,7 @@ from stateroom.api.websockets import (
     MessageEvent,
     WebSocket,
     WebSocketPair,
+    WebSocketRequestResponsePair,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Response",
     "WebSocket",
     "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
 ]
 

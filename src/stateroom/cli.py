@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
             help="seconds before an idle Durable Object is evicted from memory",
         )
         p.add_argument(
+            "--hibernation-timeout",
+            type=float,
+            default=RuntimeOptions.hibernation_timeout,
+            help="seconds before an object whose only ties are hibernatable WebSockets "
+            "leaves memory",
+        )
+        p.add_argument(
             "--max-message-size",
             type=int,
             default=ServerOptions.max_message_size,
@@ -81,7 +88,9 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     directory = Path(args.directory)
     config = load_config(directory)
-    runtime_options = RuntimeOptions(idle_timeout=args.idle_timeout)
+    runtime_options = RuntimeOptions(
+        idle_timeout=args.idle_timeout, hibernation_timeout=args.hibernation_timeout
+    )
     server_options = ServerOptions(max_message_size=args.max_message_size)
     runtime = WorkerRuntime(config, runtime_options)
     server = Server(runtime, host=args.host, port=args.port, options=server_options)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from stateroom.api.websockets import OPEN, WebSocket, WebSocketRequestResponsePair
+from stateroom.runtime import hibernation
 
 if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
@@ -43,3 +47,74 @@ class DurableObjectState:
             host.open_gate()
 
     block_concurrency_while = blockConcurrencyWhile
+
+    # -- WebSocket Hibernation API ---------------------------------------------
+
+    def acceptWebSocket(self, ws: WebSocket, tags: list[str] | None = None) -> None:
+        """Accept ``ws`` so that it stays open while this object hibernates.
+
+        Its events go to ``webSocketMessage(ws, message)``,
+        ``webSocketClose(ws, code, reason, wasClean)`` and ``webSocketError(ws, error)``.
+        """
+        host = self._host
+        if ws._accepted:
+            raise RuntimeError("acceptWebSocket(): this WebSocket was already accepted")
+        if ws._peer is None:
+            raise TypeError("acceptWebSocket() takes the server end of a WebSocketPair")
+        if len(host.hibernatable) >= hibernation.MAX_SOCKETS_PER_OBJECT:
+            raise RuntimeError(
+                f"acceptWebSocket(): an object may hold at most "
+                f"{hibernation.MAX_SOCKETS_PER_OBJECT} hibernatable WebSockets"
+            )
+        ws._tags = hibernation.check_tags(tags)
+        ws._host = host
+        host.hibernatable_accepted(ws)
+        ws._mark_accepted()
+
+    accept_web_socket = acceptWebSocket
+
+    def getWebSockets(self, tag: str | None = None) -> list[WebSocket]:
+        """Open hibernatable WebSockets of this object, optionally only those with ``tag``."""
+        sockets = [ws for ws in self._host.hibernatable if ws.readyState == OPEN]
+        if tag is None:
+            return sockets
+        return [ws for ws in sockets if ws._tags is not None and tag in ws._tags]
+
+    get_websockets = getWebSockets
+
+    def getTags(self, ws: WebSocket) -> list[str]:
+        if ws._tags is None:
+            raise TypeError("getTags(): this WebSocket was not accepted with acceptWebSocket()")
+        return list(ws._tags)
+
+    get_tags = getTags
+
+    def setWebSocketAutoResponse(self, pair: WebSocketRequestResponsePair | None = None) -> None:
+        """Answer ``pair.request`` with ``pair.response`` without waking the object."""
+        self._host.auto_response = None if pair is None else (pair.request, pair.response)
+
+    set_websocket_auto_response = setWebSocketAutoResponse
+
+    def getWebSocketAutoResponse(self) -> WebSocketRequestResponsePair | None:
+        auto = self._host.auto_response
+        return None if auto is None else WebSocketRequestResponsePair(*auto)
+
+    get_websocket_auto_response = getWebSocketAutoResponse
+
+    def getWebSocketAutoResponseTimestamp(self, ws: WebSocket) -> datetime | None:
+        ts = ws._auto_response_timestamp
+        return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+    get_websocket_auto_response_timestamp = getWebSocketAutoResponseTimestamp
+
+    def setHibernatableWebSocketEventTimeout(self, ms: int | None = None) -> None:
+        if ms is not None and not 0 < ms <= 7 * 24 * 3600 * 1000:
+            raise ValueError("the event timeout must be between 1 ms and 7 days")
+        self._host.event_timeout_ms = ms
+
+    set_hibernatable_websocket_event_timeout = setHibernatableWebSocketEventTimeout
+
+    def getHibernatableWebSocketEventTimeout(self) -> int | None:
+        return self._host.event_timeout_ms
+
+    get_hibernatable_websocket_event_timeout = getHibernatableWebSocketEventTimeout

@@ -236,7 +236,7 @@ class WebSocket:
         """Run the listeners for one event; returns a coroutine if one needs awaiting."""
         if kind == "close":
             code, reason, was_clean = args
-            self.readyState = CLOSED if self._close_sent else CLOSING
+            self._closing_received()
             event: Any = CloseEvent(code, reason, was_clean)
         elif kind == "message":
             event = MessageEvent(args[0])
@@ -249,10 +249,24 @@ class WebSocket:
                 result = listener(event)
                 if result is not None and hasattr(result, "__await__"):
                     pending = _chain(pending, result)
-        if kind == "close" and not self._close_sent and pending is None:
-            # The handler did not answer the peer's close: answer with its code.
-            self.close(event.code if event.code != ABNORMAL else None, "")
+        if kind == "close" and pending is None:
+            self._auto_close(event.code)
         return pending
+
+    def _auto_respond(self, response: str) -> None:
+        import time
+
+        self._auto_response_timestamp = time.time()
+        if not self._close_sent and self._sink is not None:
+            self._sink.send_message(response)
+
+    def _closing_received(self) -> None:
+        self.readyState = CLOSED if self._close_sent else CLOSING
+
+    def _auto_close(self, code: int) -> None:
+        """The handler did not answer the peer's close: answer with the peer's code."""
+        if not self._close_sent:
+            self.close(code if code != ABNORMAL else None, "")
 
     def _finished(self) -> None:
         """The connection is gone: nothing more will be sent or received."""
@@ -260,8 +274,12 @@ class WebSocket:
         self._close_sent = True
         if not self._ended:
             self._ended = True
-            if self._accepted and self._host is not None and self._tags is None:
-                self._host.socket_closed()
+            host = self._host
+            if self._accepted and host is not None:
+                if self._tags is None:
+                    host.socket_closed()
+                else:
+                    host.hibernatable_closed(self)
 
 
 async def _chain(first: Any, second: Any) -> None:
@@ -288,6 +306,21 @@ class _PeerSink:
 
     def close(self, code: int | None, reason: str) -> None:
         self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+
+
+class WebSocketRequestResponsePair:
+    """An auto-response: a message equal to ``request`` is answered with ``response``
+    by the runtime, without waking the object (``ctx.setWebSocketAutoResponse``)."""
+
+    __slots__ = ("request", "response")
+
+    def __init__(self, request: str, response: str) -> None:
+        if not isinstance(request, str) or not isinstance(response, str):
+            raise TypeError("WebSocketRequestResponsePair takes two strings")
+        if len(request) > 2048 or len(response) > 2048:
+            raise ValueError("auto-response request and response are limited to 2048 characters")
+        self.request = request
+        self.response = response
 
 
 class WebSocketPair:

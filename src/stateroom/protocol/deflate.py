@@ -346,6 +346,7 @@ class PerMessageDeflate:
     _decompressor: zlib._Decompress | None = field(default=None, init=False, repr=False)
     _in_message: bool = field(default=False, init=False, repr=False)
     _message_size: int = field(default=0, init=False, repr=False)
+    _message_input: int = field(default=0, init=False, repr=False)
 
     def response_header(self) -> str:
         """The Sec-WebSocket-Extensions response value for these parameters."""
@@ -439,8 +440,15 @@ class PerMessageDeflate:
         if not self._in_message:
             self._in_message = True
             self._message_size = 0
+            self._message_input = 0
+        self._message_input += len(data)
         budget = max_size - self._message_size
-        if decompressor.eof:
+        if fin and not self._message_input:
+            # An empty compressed message is not valid deflate (a compliant sender emits at
+            # least 0x00, §7.2.3.6), and inflating the bare tail would leave the decompressor
+            # inside a stored block. Read it as the empty message it was meant to be.
+            out = b""
+        elif decompressor.eof:
             # An earlier fragment ended the deflate stream with a BFINAL block (§7.2.3.4);
             # only empty fragments may follow it.
             if data:

@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stateroom.runtime import hibernation
 from stateroom.runtime.context import current_host
+from stateroom.runtime.eager import start_eagerly
 
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
@@ -39,6 +41,8 @@ class RuntimeOptions:
     idle_timeout: float = 10.0
     # blockConcurrencyWhile() callbacks that run longer reset the object.
     block_timeout: float = 30.0
+    # An object whose only ties are hibernatable WebSockets leaves memory after this.
+    hibernation_timeout: float = 10.0
 
 
 class ActorNamespace:
@@ -108,6 +112,10 @@ class ActorHost:
         self._last_active = self.loop.time()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.evicted = False
+        # Hibernation API state: lives on the host so it survives the instance.
+        self.hibernatable: dict[WebSocket, None] = {}
+        self.auto_response: tuple[str, str] | None = None
+        self.event_timeout_ms: int | None = None
 
     # -- activation -------------------------------------------------------
 
@@ -133,6 +141,8 @@ class ActorHost:
         """Run one event that produces a result (a request or an RPC call) in its turn."""
         if self.blocked:
             await self._wait_turn()
+        if self.evicted:  # reset while this event waited: the id has a new host
+            return await self.namespace.host(self.id).run(fn)
         self._busy += 1
         self._cancel_idle()
         token = current_host.set(self)
@@ -153,6 +163,11 @@ class ActorHost:
 
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         """Deliver a WebSocket event now, or queue it behind earlier events."""
+        auto = self.auto_response
+        if auto is not None and kind == "message" and ws._tags is not None and args[0] == auto[0]:
+            # Answered by the runtime: the object is neither woken nor told.
+            ws._auto_respond(auto[1])
+            return
         if self.blocked:
             self._queue.append(lambda: self._socket_event(ws, kind, args))
             return
@@ -161,21 +176,33 @@ class ActorHost:
     def _socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         token = current_host.set(self)
         try:
-            pending = ws._dispatch(kind, args)
+            if ws._tags is None:
+                pending = ws._dispatch(kind, args)
+            else:
+                pending = hibernation.dispatch(self, ws, kind, args)
             if pending is not None:
-                self.spawn(pending)
+                self.start(pending)
         except Exception:
             logger.exception("Uncaught exception in a WebSocket %s handler", kind)
         finally:
             current_host.reset(token)
 
+    def start(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a handler's coroutine now; only if it suspends does it become a task."""
+        task = start_eagerly(coro, self.loop)
+        if task is not None:
+            self._track(task)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run work an event started (an async listener, waitUntil) as part of the object."""
+        """Run work an event started (waitUntil) as part of the object, in a task."""
+        task = self.loop.create_task(coro)
+        self._track(task)
+        return task
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._busy += 1
         self._cancel_idle()
-        task = self.loop.create_task(coro)
         task.add_done_callback(self._spawned_done)
-        return task
 
     def _spawned_done(self, task: asyncio.Task[Any]) -> None:
         self._busy -= 1
@@ -224,35 +251,60 @@ class ActorHost:
     def open_sockets(self) -> int:
         return self._sockets
 
+    def hibernatable_accepted(self, ws: WebSocket) -> None:
+        self.hibernatable[ws] = None
+
+    def hibernatable_closed(self, ws: WebSocket) -> None:
+        self.hibernatable.pop(ws, None)
+        if self.instance is None and not self.hibernatable and not self._busy:
+            self.evict()  # hibernated and now without sockets: nothing left to keep
+        else:
+            self._became_idle()
+
     def _cancel_idle(self) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
 
+    def _timeout(self) -> float:
+        options = self.namespace.options
+        return options.hibernation_timeout if self.hibernatable else options.idle_timeout
+
     def _became_idle(self) -> None:
-        if self._busy or self._sockets or self.evicted:
+        if self._busy or self._sockets or self.evicted or self.instance is None:
             return
         self._last_active = self.loop.time()
         if self._idle_handle is None:
-            self._idle_handle = self.loop.call_later(
-                self.namespace.options.idle_timeout, self._idle_check
-            )
+            self._idle_handle = self.loop.call_later(self._timeout(), self._idle_check)
 
     def _idle_check(self) -> None:
         self._idle_handle = None
-        if self._busy or self._sockets or self._queue:
+        if self._busy or self._sockets or self._queue or self.instance is None:
             return
-        remaining = self._last_active + self.namespace.options.idle_timeout - self.loop.time()
+        remaining = self._last_active + self._timeout() - self.loop.time()
         if remaining > 0.001:
             self._idle_handle = self.loop.call_later(remaining, self._idle_check)
             return
-        logger.debug("Evicting idle object %s", self.id)
-        self.evict()
+        if self.hibernatable:
+            logger.debug("Hibernating object %s (%d sockets)", self.id, len(self.hibernatable))
+            self.hibernate()
+        else:
+            logger.debug("Evicting idle object %s", self.id)
+            self.evict()
+
+    def hibernate(self) -> None:
+        """Drop the instance but keep the host, its sockets and their attachments."""
+        self._cancel_idle()
+        self.instance = None
+        self.ctx = None
 
     def reset(self, reason: str) -> None:
         """Throw the instance away after a fatal error; the next event starts afresh."""
         logger.error("Resetting Durable Object %s: %s", self.id, reason)
-        self.evict()
+        if self.hibernatable:
+            self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
+        else:
+            self.evict()
 
     def evict(self) -> None:
         """Drop the instance from memory; the next event constructs a new one."""

@@ -86,6 +86,7 @@ class HttpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._in_message = False
         self._reading_paused = False
+        self._expect_continue = False
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -113,6 +114,10 @@ class HttpConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            if self._expect_continue and self._in_message and self.transport is not None:
+                # The client waits for our go-ahead before sending the body (RFC 9110 10.1.1).
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._expect_continue = False
         except httptools.HttpParserUpgrade as exc:
             offset = int(exc.args[0])
             tail = data[offset:]
@@ -176,6 +181,9 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_timer()
+        for name, value in self._headers:
+            if name.lower() == "expect" and value.strip().lower() == "100-continue":
+                self._expect_continue = self.parser.get_http_version() == "1.1"
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -185,6 +193,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._expect_continue = False
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):

@@ -186,8 +186,12 @@ class ObjectStore(ABC):
     # -- SQL ----------------------------------------------------------------
 
     @abstractmethod
-    def sql_exec(self, query: str, bindings: Sequence[SqlValue]) -> SqlResult:
+    def sql_exec(self, query: str, bindings: Sequence[object]) -> SqlResult:
         """Run user SQL (possibly several statements; bindings go to the last).
+
+        ``bindings`` are as the user passed them: the store converts them
+        (``bool`` to int, ``bytearray`` to bytes) and raises ``TypeError`` or
+        ``ValueError`` for values SQL cannot hold.
 
         Must be called inside a transaction (the caller opens one first, as the
         statement may write). Raises ``SqlError`` subclasses.

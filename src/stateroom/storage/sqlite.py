@@ -81,7 +81,9 @@ _ALARM_DELETE: Final = f"DELETE FROM {META_TABLE} WHERE key = 'alarm'" + _INTERN
 
 # Cloudflare's SQL limits for SQLite-backed Durable Objects.
 SQL_LIMITS: Final = {
-    sqlite3.SQLITE_LIMIT_LENGTH: 2 * 1024 * 1024,  # string, BLOB or row
+    # String, BLOB or row. The slack over 2 MiB leaves room for a KV row's own
+    # overhead: the KV API checks key + value against exactly 2 MiB itself.
+    sqlite3.SQLITE_LIMIT_LENGTH: 2 * 1024 * 1024 + 4096,
     sqlite3.SQLITE_LIMIT_SQL_LENGTH: 100_000,
     sqlite3.SQLITE_LIMIT_COLUMN: 100,
     sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER: 100,
@@ -266,6 +268,11 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
+def _internal_error(exc: sqlite3.Error) -> StorageError:
+    code = getattr(exc, "sqlite_errorname", None)
+    return StorageError(f"{exc}: {code}" if code else str(exc))
+
+
 def _quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -335,10 +342,12 @@ class SqliteObjectStore(ObjectStore):
         return sqlite3.SQLITE_OK
 
     def _run(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        """Execute an internal (trusted) statement."""
+        """Execute an internal (trusted) statement; SQLite errors become ``StorageError``."""
         self._trusted = True
         try:
             return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _internal_error(exc) from exc
         finally:
             self._trusted = False
 
@@ -379,10 +388,15 @@ class SqliteObjectStore(ObjectStore):
         self._run("COMMIT" + _INTERNAL)
         if self._vacuum_after_commit:
             self._vacuum_after_commit = False
+            # executescript() steps the pragma to the end; execute() would free
+            # one page only (the pragma frees a page per step, returning no rows).
+            self._trusted = True
             try:
-                self._run("PRAGMA incremental_vacuum" + _INTERNAL).fetchall()
+                self._conn.executescript("PRAGMA incremental_vacuum;" + _INTERNAL)
             except sqlite3.Error:
                 logger.warning("incremental_vacuum failed for %s", self.object_id, exc_info=True)
+            finally:
+                self._trusted = False
 
     def rollback(self) -> None:
         self._vacuum_after_commit = False
@@ -428,6 +442,8 @@ class SqliteObjectStore(ObjectStore):
         self._trusted = True
         try:
             self._conn.executemany(_KV_PUT, entries)
+        except sqlite3.Error as exc:
+            raise _internal_error(exc) from exc
         finally:
             self._trusted = False
 
@@ -502,7 +518,7 @@ class SqliteObjectStore(ObjectStore):
 
     # -- SQL --------------------------------------------------------------------
 
-    def sql_exec(self, query: str, bindings: Sequence[SqlValue]) -> SqlResult:
+    def sql_exec(self, query: str, bindings: Sequence[object]) -> SqlResult:
         if not isinstance(query, str):
             raise TypeError(f"SQL query must be str, not {type(query).__name__!r}")
         statements = split_statements(query)
@@ -605,7 +621,7 @@ class SqliteObjectStore(ObjectStore):
         try:
             if self._conn.in_transaction:
                 self._run("ROLLBACK" + _INTERNAL)
-        except sqlite3.Error:
+        except StorageError:
             logger.warning("rollback on close failed for %s", self.object_id, exc_info=True)
         if self._backend is not None:
             self._backend._release(self)

@@ -1,0 +1,102 @@
+"""WebSocket hibernation over real sockets: wake, tags, attachments, auto-response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import websockets
+
+from support import RunningServer, serve
+
+APP = "tests/apps/hibernate"
+
+
+@pytest.fixture
+def srv() -> Iterator[RunningServer]:
+    with serve(APP, "--hibernation-timeout", "0.2", "--log-level", "debug") as server:
+        yield server
+
+
+def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def hibernations(srv: RunningServer) -> int:
+    return len(re.findall(r"Hibernating object", srv.output()))
+
+
+def test_sockets_survive_hibernation_with_tags_and_attachments(srv: RunningServer) -> None:
+    async def run() -> None:
+        a = await websockets.connect(f"{srv.ws_url}/ws?tags=red,blue&name=alice")
+        b = await websockets.connect(f"{srv.ws_url}/ws?tags=blue&name=bob")
+        await a.send("constructed")
+        constructed = int(await a.recv())
+        assert fetch(srv, "/count")[1] == "2"
+        assert fetch(srv, "/count?tag=red")[1] == "1"
+        assert fetch(srv, "/count?tag=blue")[1] == "2"
+        srv.wait_for_log(r"Hibernating object .* \(2 sockets\)")
+        # The object is out of memory; the sockets are not.
+        await a.send("whoami")
+        assert json.loads(await a.recv()) == {"name": "alice", "tags": ["red", "blue"]}
+        await a.send("constructed")
+        assert int(await a.recv()) == constructed + 1  # the constructor ran again on wake
+        await b.send("tags")
+        assert json.loads(await b.recv()) == ["blue"]
+        await a.send("all:red")
+        assert await a.recv() == "all:red"
+        await b.send("all:blue")
+        assert await a.recv() == "all:blue" and await b.recv() == "all:blue"
+        await b.close(4001)
+        assert await a.recv() == "left:4001:bob"
+        assert b.close_code == 4001
+        await a.close()
+        assert fetch(srv, "/count")[1] == "0"
+
+    asyncio.run(run())
+
+
+def test_auto_response_does_not_wake(srv: RunningServer) -> None:
+    async def run() -> None:
+        assert fetch(srv, "/auto") == (200, "ok")
+        ws = await websockets.connect(f"{srv.ws_url}/ws?name=p")
+        await ws.send("autots")
+        assert await ws.recv() == "none"
+        srv.wait_for_log(r"Hibernating object")
+        before = srv.output().count("Chat constructed")
+        for _ in range(5):
+            await ws.send("ping")
+            assert await ws.recv() == "pong"
+        assert srv.output().count("Chat constructed") == before  # still hibernated
+        await ws.send("autots")
+        assert await ws.recv() == "set"
+        await ws.close()
+
+    asyncio.run(run())
+
+
+def test_limits(srv: RunningServer) -> None:
+    assert fetch(srv, "/badtags") == (400, "acceptWebSocket(): at most 10 tags per WebSocket")
+    status, body = fetch(srv, "/bigattachment")
+    assert status == 400 and "the limit is 16384 bytes" in body
+
+
+def test_unclean_drop_reaches_webSocketClose(srv: RunningServer) -> None:
+    async def run() -> None:
+        a = await websockets.connect(f"{srv.ws_url}/ws?name=a")
+        b = await websockets.connect(f"{srv.ws_url}/ws?name=b")
+        srv.wait_for_log(r"Hibernating object")
+        b.transport.abort()  # TCP drop, no close frame
+        assert await a.recv() == "left:1006:b"
+        await a.close()
+
+    asyncio.run(run())
