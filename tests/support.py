@@ -64,6 +64,9 @@ def serve(app: str | Path, *args: str, command: str = "serve") -> Iterator[Runni
         app_dir = ROOT / app_dir
     with tempfile.TemporaryDirectory(prefix="stateroom-test-") as tmp:
         log = Path(tmp) / "server.log"
+        if "--in-memory" not in args and "--persist-to" not in args:
+            # Never the app folder's .stateroom/: each test gets its own storage.
+            args = (*args, "--persist-to", str(Path(tmp) / "data"))
         with open(log, "wb") as sink:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "stateroom", command, str(app_dir), "--port", "0", *args],

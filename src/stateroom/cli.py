@@ -18,6 +18,7 @@ from stateroom.runtime.actor import RuntimeOptions
 from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
+from stateroom.storage.sqlite import SqliteBackend
 
 logger = logging.getLogger("stateroom")
 
@@ -56,6 +57,22 @@ def _parser() -> argparse.ArgumentParser:
             default=ServerOptions.max_message_size,
             help="largest WebSocket message in bytes; larger ones close with 1009",
         )
+        p.add_argument(
+            "--persist-to",
+            metavar="DIR",
+            help="folder for Durable Object storage (default: .stateroom/ next to wrangler.toml)",
+        )
+        p.add_argument(
+            "--in-memory",
+            action="store_true",
+            help="keep Durable Object storage in memory only (lost on exit; for tests)",
+        )
+        p.add_argument(
+            "--alarm-retry-delay",
+            type=float,
+            default=RuntimeOptions.alarm_retry_delay,
+            help="seconds before the first retry of a failed alarm() (doubles each retry)",
+        )
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
@@ -89,10 +106,17 @@ async def _serve(args: argparse.Namespace) -> None:
     directory = Path(args.directory)
     config = load_config(directory)
     runtime_options = RuntimeOptions(
-        idle_timeout=args.idle_timeout, hibernation_timeout=args.hibernation_timeout
+        idle_timeout=args.idle_timeout,
+        hibernation_timeout=args.hibernation_timeout,
+        alarm_retry_delay=args.alarm_retry_delay,
     )
     server_options = ServerOptions(max_message_size=args.max_message_size)
-    runtime = WorkerRuntime(config, runtime_options)
+    if args.in_memory:
+        backend = SqliteBackend(in_memory=True)
+    else:
+        backend = SqliteBackend(Path(args.persist_to or config.root / ".stateroom"))
+    runtime = WorkerRuntime(config, runtime_options, backend)
+    runtime.start()
     server = Server(runtime, host=args.host, port=args.port, options=server_options)
     await server.start()
     stop = asyncio.Event()
@@ -102,12 +126,13 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
     watcher = None
     if args.command == "dev":
-        watcher = asyncio.create_task(_watch(server, config.root, runtime_options))
+        watcher = asyncio.create_task(_watch(server, config.root, runtime_options, backend))
     await stop.wait()
     logger.info("shutting down")
     if watcher is not None:
         watcher.cancel()
     await server.shutdown()
+    backend.close()
 
 
 def _snapshot(root: Path) -> dict[Path, float]:
@@ -119,7 +144,9 @@ def _snapshot(root: Path) -> dict[Path, float]:
     return files
 
 
-async def _watch(server: Server, root: Path, options: RuntimeOptions) -> None:
+async def _watch(
+    server: Server, root: Path, options: RuntimeOptions, backend: SqliteBackend
+) -> None:
     """Reload the Worker when a .py or .toml file under its folder changes."""
     from stateroom.server.websocket import WebSocketConnection
 
@@ -131,14 +158,15 @@ async def _watch(server: Server, root: Path, options: RuntimeOptions) -> None:
             continue
         seen = now
         try:
-            runtime = WorkerRuntime(load_config(root), options)
+            runtime = WorkerRuntime(load_config(root), options, backend)
         except Exception:
             logger.exception("reload failed; still serving the previous version")
             continue
-        old = server.runtime
-        server.runtime = runtime
+        # The old version lets go of its objects (and their storage) before the new one runs.
         for conn in list(server.connections):
             if isinstance(conn, WebSocketConnection):
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
-        await old.shutdown()
+        await server.runtime.shutdown()
+        server.runtime = runtime
+        runtime.start()
         logger.info("reloaded")

@@ -13,6 +13,7 @@ from stateroom.runtime import hibernation
 if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
     from stateroom.runtime.actor import ActorHost
+    from stateroom.storage.kv import DurableObjectStorage
 
 T = TypeVar("T")
 
@@ -23,6 +24,11 @@ class DurableObjectState:
     def __init__(self, host: ActorHost) -> None:
         self._host = host
         self.id: DurableObjectId = host.id
+
+    @property
+    def storage(self) -> DurableObjectStorage:
+        """This object's storage: key-value and (SQLite-backed classes) SQL."""
+        return self._host.open_storage()
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
         """Keep the object alive until ``awaitable`` finishes."""

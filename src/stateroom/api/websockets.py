@@ -13,6 +13,7 @@ while the object's input gate is closed.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -167,6 +168,11 @@ class WebSocket:
             sink = self._sink = self._peer_sink()
         if not isinstance(message, str | bytes):
             message = bytes(message)
+        host = self._host
+        if host is not None and host.output_gate is not None and host.output_gate.pending:
+            # Output gate: this message leaves once the object's earlier writes are durable.
+            host.output_gate.hold(functools.partial(sink.send_message, message))
+            return
         sink.send_message(message)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
@@ -183,7 +189,12 @@ class WebSocket:
         sink = self._sink
         if sink is None:
             sink = self._sink = self._peer_sink()
-        sink.close(None if code in (None, NO_STATUS, ABNORMAL) else code, reason or "")
+        wire_code = None if code in (None, NO_STATUS, ABNORMAL) else code
+        host = self._host
+        if host is not None and host.output_gate is not None and host.output_gate.pending:
+            host.output_gate.hold(functools.partial(sink.close, wire_code, reason or ""))
+            return
+        sink.close(wire_code, reason or "")
 
     # -- hibernation API (attachments live on the socket, not the object) --
 

@@ -12,6 +12,7 @@ direct call: no task, no queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,8 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stateroom.runtime import hibernation
+from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
+from stateroom.runtime.gates import OutputGate
+from stateroom.storage.backend import StorageBackend
+from stateroom.storage.kv import DurableObjectStorage
+from stateroom.storage.sqlite import SqliteBackend
 
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
@@ -43,6 +49,8 @@ class RuntimeOptions:
     block_timeout: float = 30.0
     # An object whose only ties are hibernatable WebSockets leaves memory after this.
     hibernation_timeout: float = 10.0
+    # First retry of a failed alarm() after this many seconds, doubling each time.
+    alarm_retry_delay: float = 2.0
 
 
 class ActorNamespace:
@@ -55,13 +63,44 @@ class ActorNamespace:
         env: Any,
         secret: bytes,
         options: RuntimeOptions,
+        backend: StorageBackend,
+        storage_name: str,
+        sql_enabled: bool = True,
     ) -> None:
         self.binding = binding
         self.cls = cls
         self.env = env
         self.secret = secret
         self.options = options
+        self.backend = backend
+        self.storage_name = storage_name
+        self.sql_enabled = sql_enabled
         self.hosts: dict[str, ActorHost] = {}
+        self.alarms = AlarmScheduler(self)
+
+    def persisted_alarms(self) -> list[tuple[str, int]]:
+        """(object id, alarm ms) for every stored object of this class with an alarm."""
+        backend = self.backend
+        if not isinstance(backend, SqliteBackend) or backend.data_dir is None:
+            return []
+        folder = backend.data_dir / self.storage_name
+        found = []
+        for path in sorted(folder.glob("*.sqlite3")) if folder.is_dir() else []:
+            hex_id = path.stem
+            if hex_id in self.hosts:
+                continue
+            try:
+                store = backend.open(self.storage_name, hex_id)
+            except Exception:
+                logger.exception("cannot read the alarm of %s", path)
+                continue
+            try:
+                when = store.get_alarm()
+            finally:
+                store.close()
+            if when is not None:
+                found.append((hex_id, when))
+        return found
 
     def host(self, object_id: DurableObjectId) -> ActorHost:
         key = object_id.hex
@@ -75,6 +114,7 @@ class ActorNamespace:
             del self.hosts[host.id.hex]
 
     async def shutdown(self) -> None:
+        self.alarms.cancel_all()
         for host in list(self.hosts.values()):
             host.evict()
 
@@ -116,6 +156,9 @@ class ActorHost:
         self.hibernatable: dict[WebSocket, None] = {}
         self.auto_response: tuple[str, str] | None = None
         self.event_timeout_ms: int | None = None
+        # Storage is opened on first use and closed when the instance leaves memory.
+        self.storage: DurableObjectStorage | None = None
+        self.output_gate: OutputGate | None = None
 
     # -- activation -------------------------------------------------------
 
@@ -135,6 +178,35 @@ class ActorHost:
         self.instance = instance
         return instance
 
+    def open_storage(self) -> DurableObjectStorage:
+        storage = self.storage
+        if storage is None:
+            ns = self.namespace
+            store = ns.backend.open(ns.storage_name, self.id.hex)
+            gate = self.output_gate = OutputGate(on_broken=self._storage_broken)
+            storage = self.storage = DurableObjectStorage(
+                store,
+                write_tracker=gate,
+                input_gate=_InputGate(self),
+                on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
+            )
+            if not ns.sql_enabled:
+                storage.sql = _SqlDisabled(ns.cls.__name__)  # type: ignore[assignment]
+        return storage
+
+    def _storage_broken(self, exc: BaseException) -> None:
+        self.reset(f"a storage write failed, its outputs were discarded: {exc}")
+
+    def _close_storage(self, commit: bool) -> None:
+        storage = self.storage
+        if storage is not None:
+            self.storage = None
+            self.output_gate = None
+            try:
+                storage.close(commit=commit)
+            except Exception:
+                logger.exception("closing the storage of %s failed", self.id)
+
     # -- event delivery -------------------------------------------------------
 
     async def run(self, fn: Callable[[DurableObject], Awaitable[T]]) -> T:
@@ -147,7 +219,12 @@ class ActorHost:
         self._cancel_idle()
         token = current_host.set(self)
         try:
-            return await fn(self.activate())
+            result = await fn(self.activate())
+            gate = self.output_gate
+            if gate is not None and gate.pending:
+                # The result is an output: it leaves only once earlier writes are durable.
+                await gate.wait_released()
+            return result
         finally:
             current_host.reset(token)
             self._busy -= 1
@@ -281,6 +358,9 @@ class ActorHost:
         self._idle_handle = None
         if self._busy or self._sockets or self._queue or self.instance is None:
             return
+        if self.storage is not None and self.storage.commit_pending:
+            self._idle_handle = self.loop.call_later(0.01, self._idle_check)
+            return
         remaining = self._last_active + self._timeout() - self.loop.time()
         if remaining > 0.001:
             self._idle_handle = self.loop.call_later(remaining, self._idle_check)
@@ -297,10 +377,12 @@ class ActorHost:
         self._cancel_idle()
         self.instance = None
         self.ctx = None
+        self._close_storage(commit=True)
 
     def reset(self, reason: str) -> None:
         """Throw the instance away after a fatal error; the next event starts afresh."""
         logger.error("Resetting Durable Object %s: %s", self.id, reason)
+        self._close_storage(commit=False)
         if self.hibernatable:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:
@@ -312,4 +394,44 @@ class ActorHost:
         self.evicted = True
         self.instance = None
         self.ctx = None
+        self._close_storage(commit=True)
         self.namespace.evict(self)
+
+
+class _InputGate:
+    """The host's input gate as the storage layer sees it (for ``transaction()``)."""
+
+    __slots__ = ("_host",)
+
+    def __init__(self, host: ActorHost) -> None:
+        self._host = host
+
+    def closed(self) -> _GateSection:
+        return _GateSection(self._host)
+
+
+class _GateSection(contextlib.AbstractAsyncContextManager["_GateSection"]):
+    __slots__ = ("_host",)
+
+    def __init__(self, host: ActorHost) -> None:
+        self._host = host
+
+    async def __aenter__(self) -> _GateSection:
+        self._host.close_gate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._host.open_gate()
+
+
+class _SqlDisabled:
+    """``ctx.storage.sql`` of a class created with ``new_classes`` (key-value storage only)."""
+
+    def __init__(self, class_name: str) -> None:
+        self._class_name = class_name
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            f"SQL is not enabled for {self._class_name}: it was created with `new_classes`. "
+            "Create SQLite-backed classes with `new_sqlite_classes` in [[migrations]]."
+        )

@@ -20,6 +20,8 @@ from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.config import ConfigError, WorkerConfig
 from stateroom.runtime.actor import ActorNamespace, RuntimeOptions
+from stateroom.storage.backend import StorageBackend
+from stateroom.storage.sqlite import SqliteBackend
 
 logger = logging.getLogger("stateroom.runtime")
 
@@ -64,9 +66,17 @@ def load_module(config: WorkerConfig) -> ModuleType:
 class WorkerRuntime:
     """One loaded version of a Worker and its Durable Object classes."""
 
-    def __init__(self, config: WorkerConfig, options: RuntimeOptions | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        options: RuntimeOptions | None = None,
+        backend: StorageBackend | None = None,
+    ) -> None:
         self.config = config
         self.options = options or RuntimeOptions()
+        self.backend = backend if backend is not None else SqliteBackend(in_memory=True)
+        _apply_renames(config, self.backend)
+        kinds = config.class_storage()
         self.module = load_module(config)
         self.namespaces: dict[str, ActorNamespace] = {}
         values: dict[str, Any] = dict(config.vars)
@@ -81,7 +91,16 @@ class WorkerRuntime:
             secret = hashlib.sha256(
                 f"stateroom-namespace:{config.name}:{binding.class_name}".encode()
             ).digest()
-            ns = ActorNamespace(binding.name, cls, env, secret, self.options)
+            ns = ActorNamespace(
+                binding.name,
+                cls,
+                env,
+                secret,
+                self.options,
+                self.backend,
+                storage_name=binding.class_name,
+                sql_enabled=kinds.get(binding.class_name) == "sqlite",
+            )
             self.namespaces[binding.name] = ns
             values[binding.name] = DurableObjectNamespace(ns)
         env.__dict__.update(values)
@@ -95,6 +114,11 @@ class WorkerRuntime:
         self.ctx = ExecutionContext()
         self.entrypoint = entry(self.ctx, env)
 
+    def start(self) -> None:
+        """Re-arm alarms persisted by earlier runs (some may be due at once)."""
+        for ns in self.namespaces.values():
+            ns.alarms.recover()
+
     async def fetch(self, request: Request) -> Response:
         response = await self.entrypoint.fetch(request)
         if not isinstance(response, Response):
@@ -107,3 +131,15 @@ class WorkerRuntime:
         await self.ctx.drain()
         for ns in self.namespaces.values():
             await ns.shutdown()
+
+
+def _apply_renames(config: WorkerConfig, backend: StorageBackend) -> None:
+    """``renamed_classes`` migrations: the old class's stored objects become the new one's."""
+    if not isinstance(backend, SqliteBackend) or backend.data_dir is None:
+        return
+    for migration in config.migrations:
+        for old, new in migration.renamed_classes:
+            src, dst = backend.data_dir / old, backend.data_dir / new
+            if src.is_dir() and not dst.exists():
+                src.rename(dst)
+                logger.info("storage of %s now belongs to %s (renamed_classes)", old, new)

@@ -1,0 +1,148 @@
+"""The alarm scheduler: one persisted alarm per object, fired at least once.
+
+Each namespace keeps a timer per object with an alarm. A firing wakes the
+object (constructing it if it was evicted or hibernated) and calls
+``alarm(alarmInfo)``. A handler that raises is retried up to six times with
+exponential backoff from two seconds; after a success the alarm is cleared
+unless the handler set a new one. Alarms live in each object's storage, so on
+start-up the scheduler reads them back and fires those whose time has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stateroom.api.entrypoints import DurableObject
+    from stateroom.api.namespace import DurableObjectId
+    from stateroom.runtime.actor import ActorNamespace
+
+logger = logging.getLogger("stateroom.alarms")
+
+MAX_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class AlarmInvocationInfo:
+    """What ``alarm(alarmInfo)`` receives."""
+
+    retryCount: int
+    isRetry: bool
+
+    @property
+    def retry_count(self) -> int:
+        return self.retryCount
+
+    @property
+    def is_retry(self) -> bool:
+        return self.isRetry
+
+
+class AlarmScheduler:
+    """Timers for the alarms of one Durable Object namespace."""
+
+    def __init__(self, namespace: ActorNamespace) -> None:
+        self.namespace = namespace
+        self.loop = asyncio.get_running_loop()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def update(self, object_id: DurableObjectId, when_ms: int | None) -> None:
+        """The committed alarm of ``object_id`` is now ``when_ms`` (None: no alarm)."""
+        self._schedule(object_id, when_ms, 0, None)
+
+    def _schedule(
+        self, object_id: DurableObjectId, when_ms: int | None, retry: int, delay: float | None
+    ) -> None:
+        old = self._timers.pop(object_id.hex, None)
+        if old is not None:
+            old.cancel()
+        if when_ms is None:
+            return
+        if delay is None:
+            delay = max(0.0, when_ms / 1000 - time.time())
+        self._timers[object_id.hex] = self.loop.call_later(
+            delay, self._fire, object_id, when_ms, retry
+        )
+
+    def _fire(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
+        self._timers.pop(object_id.hex, None)
+        task = self.loop.create_task(self._run(object_id, when_ms, retry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
+        host = self.namespace.host(object_id)
+
+        async def call(obj: DurableObject) -> None:
+            storage = host.open_storage()
+            if await storage.getAlarm() != when_ms:
+                return  # deleted or moved since this timer was set
+            handler = getattr(obj, "alarm", None)
+            if handler is None:
+                logger.warning(
+                    "%s has an alarm but defines no alarm() handler; alarm deleted",
+                    type(obj).__name__,
+                )
+            else:
+                info = AlarmInvocationInfo(retryCount=retry, isRetry=retry > 0)
+                wants_info = bool(inspect.signature(handler).parameters)
+                result: Any = handler(info) if wants_info else handler()
+                if inspect.isawaitable(result):
+                    await result
+            if await storage.getAlarm() == when_ms:
+                await storage.deleteAlarm()
+
+        try:
+            await host.run(call)
+        except Exception:
+            if retry >= MAX_RETRIES:
+                logger.exception("alarm() of %s failed %d times; giving up", object_id, retry + 1)
+                await self._give_up(object_id, when_ms)
+                return
+            delay = self.namespace.options.alarm_retry_delay * 2**retry
+            logger.warning(
+                "alarm() of %s raised; retry %d in %.1fs",
+                object_id,
+                retry + 1,
+                delay,
+                exc_info=True,
+            )
+            self._schedule(object_id, when_ms, retry + 1, delay)
+
+    async def _give_up(self, object_id: DurableObjectId, when_ms: int) -> None:
+        host = self.namespace.host(object_id)
+
+        async def clear(obj: DurableObject) -> None:
+            storage = host.open_storage()
+            if await storage.getAlarm() == when_ms:
+                await storage.deleteAlarm()
+
+        try:
+            await host.run(clear)
+        except Exception:
+            logger.exception("could not clear the failed alarm of %s", object_id)
+
+    def recover(self) -> int:
+        """Re-arm the alarms persisted by earlier runs; returns how many were found."""
+        from stateroom.api.namespace import DurableObjectId
+
+        found = 0
+        for hex_id, when_ms in self.namespace.persisted_alarms():
+            self.update(DurableObjectId(hex_id), when_ms)
+            found += 1
+        if found:
+            logger.info("re-armed %d alarms of %s", found, self.namespace.cls.__name__)
+        return found
+
+    def cancel_all(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()

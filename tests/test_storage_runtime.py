@@ -1,0 +1,178 @@
+"""Storage, gates and alarms through the real server: what an application observes."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import random
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websockets
+from support import RunningServer, serve
+
+APP = "tests/apps/storage"
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[RunningServer]:
+    with serve(
+        APP, "--alarm-retry-delay", "0.05", "--idle-timeout", "0.3", "--log-level", "debug"
+    ) as server:
+        yield server
+
+
+def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_kv_and_sql(srv: RunningServer) -> None:
+    assert fetch(srv, "/store/put?obj=kv&k=b&v=2") == (200, "ok")
+    assert fetch(srv, "/store/put?obj=kv&k=a&v=1") == (200, "ok")
+    assert fetch(srv, "/store/get?obj=kv&k=a") == (200, '"1"')
+    assert fetch(srv, "/store/keys?obj=kv") == (200, '["a", "b"]')
+    assert json.loads(fetch(srv, "/store/sql?obj=kv&name=x")[1]) == [{"id": 1, "name": "x"}]
+    assert json.loads(fetch(srv, "/store/sql?obj=kv&name=y")[1])[-1] == {"id": 2, "name": "y"}
+
+
+def test_sql_refused_for_key_value_classes(srv: RunningServer) -> None:
+    status, body = fetch(srv, "/legacy/x")
+    assert status == 200 and body.startswith("SQL is not enabled for Legacy")
+
+
+def test_storage_survives_eviction(srv: RunningServer) -> None:
+    fetch(srv, "/store/put?obj=evicted&k=kept&v=yes")
+    srv.wait_for_log(r"Evicting idle object", timeout=10)
+    wait_until(lambda: fetch(srv, "/store/get?obj=evicted&k=kept") == (200, '"yes"'))
+
+
+@pytest.mark.parametrize("kind", ["txn-incr", "block-incr"])
+def test_input_gate_serialises_read_modify_write(srv: RunningServer, kind: str) -> None:
+    # Each request reads n, really suspends (asyncio.sleep), then writes n + 1. Without the
+    # input gate the 20 requests interleave and updates are lost.
+    obj = f"gate-{kind}"
+    results: list[str] = []
+
+    def one() -> None:
+        results.append(fetch(srv, f"/store/{kind}?obj={obj}")[1])
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(int(r) for r in results) == list(range(1, 21))
+    assert fetch(srv, f"/store/get?obj={obj}&k=n") == (200, "20")
+
+
+def test_failed_commit_discards_the_response_and_resets(srv: RunningServer) -> None:
+    status, body = fetch(srv, "/store/badcommit?obj=bad")
+    assert status == 500 and "released before commit" not in body
+    # The write that shared the failed transaction is gone too, and the object works again.
+    assert fetch(srv, "/store/get?obj=bad&k=before-bad-commit") == (200, "null")
+    assert fetch(srv, "/store/put?obj=bad&k=after&v=1") == (200, "ok")
+
+
+def test_failed_commit_discards_websocket_messages(srv: RunningServer) -> None:
+    async def run() -> None:
+        async with websockets.connect(f"{srv.ws_url}/store/ws?obj=wsgate") as ws:
+            await ws.send("a")
+            assert await ws.recv() == "a:1"
+            await ws.send("bad")  # its write fails at COMMIT: its reply must never leave
+            await ws.send("b")
+            assert await ws.recv() == "b:2"  # the failed increment was rolled back
+
+    asyncio.run(run())
+
+
+def test_alarm_fires(srv: RunningServer) -> None:
+    assert fetch(srv, "/store/alarm-set?obj=al&ms=50") == (200, "set")
+    wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=al")[1]) != [])
+    assert json.loads(fetch(srv, "/store/alarm-log?obj=al")[1]) == [{"retry": 0, "isRetry": False}]
+    wait_until(lambda: fetch(srv, "/store/alarm-get?obj=al") == (200, "null"))
+
+
+def test_alarm_retries_with_backoff(srv: RunningServer) -> None:
+    assert fetch(srv, "/store/alarm-set?obj=retry&ms=10&fail=2") == (200, "set")
+    wait_until(lambda: len(json.loads(fetch(srv, "/store/alarm-log?obj=retry")[1])) == 3)
+    log = json.loads(fetch(srv, "/store/alarm-log?obj=retry")[1])
+    assert log == [
+        {"retry": 0, "isRetry": False},
+        {"retry": 1, "isRetry": True},
+        {"retry": 2, "isRetry": True},
+    ]
+    wait_until(lambda: fetch(srv, "/store/alarm-get?obj=retry") == (200, "null"))
+
+
+def test_alarm_survives_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    with serve(APP, "--persist-to", data) as first:
+        assert fetch(first, "/store/alarm-set?obj=restart&ms=700") == (200, "set")
+        os.kill(first.pid, signal.SIGKILL)  # no chance to fire, no clean shutdown
+        first.proc.wait()
+    with serve(APP, "--persist-to", data) as second:
+        wait_until(lambda: json.loads(fetch(second, "/store/alarm-log?obj=restart")[1]) != [])
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    """Kill the server with SIGKILL again and again under concurrent writes: every write
+    whose response arrived must be there afterwards."""
+    data = str(tmp_path / "data")
+    acked: list[str] = []
+    lock = threading.Lock()
+    rounds = 4
+    for round_no in range(rounds):
+        with serve(APP, "--persist-to", data) as srv:
+            stop = threading.Event()
+
+            def writer(worker: int, srv: RunningServer = srv, stop: threading.Event = stop) -> None:
+                conn = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+                for i in range(10_000):
+                    if stop.is_set():
+                        break
+                    key = f"r{round_no}w{worker}i{i}"
+                    try:
+                        conn.request("GET", f"/store/put?obj=durable&k={key}&v={i}")
+                        response = conn.getresponse()
+                        body = response.read()
+                    except (OSError, http.client.HTTPException):
+                        break
+                    if response.status == 200 and body == b"ok":
+                        with lock:
+                            acked.append(key)
+                conn.close()
+
+            threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+            for t in threads:
+                t.start()
+            target = len(acked) + random.randint(20, 200)
+            wait_until(lambda target=target: len(acked) >= target, timeout=30)
+            os.kill(srv.pid, signal.SIGKILL)
+            srv.proc.wait()
+            stop.set()
+            for t in threads:
+                t.join(10)
+    with serve(APP, "--persist-to", data) as srv:
+        stored = set(json.loads(fetch(srv, "/store/keys?obj=durable")[1]))
+    missing = [k for k in acked if k not in stored]
+    assert len(acked) > rounds * 20
+    assert missing == []
