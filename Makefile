@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance)
 
-.PHONY: run test lint typecheck install workerd clean
+.PHONY: run test lint typecheck install workerd clean bench bench-smoke bench-report profile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,33 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_NODE := bench/node/node_modules/.package-lock.json
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Node's ws, pinned in bench/node/package-lock.json: one of the bench peers.
+$(BENCH_NODE): bench/node/package.json bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BENCH_NODE)
+
+# Benchmark suite (~12 min, on a quiet machine): JSON in bench/results/, tables in bench/README.md.
+bench: $(BENCH_STAMP) $(WORKERD) $(BENCH_NODE)
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.report
+
+# One-second runs of every server and scenario: proves the harness, writes no results.
+bench-smoke: $(BENCH_STAMP) $(WORKERD) $(BENCH_NODE)
+	$(BIN)/python -m bench.run --smoke
+
+bench-report:
+	$(BIN)/python -m bench.report
+
+# py-spy profile of stateroom under echo load, into bench/results/profiles/.
+profile: $(BENCH_STAMP)
+	$(BIN)/python -m bench.profile
+
 clean:
-	rm -rf $(VENV) reference/node_modules
+	rm -rf $(VENV) reference/node_modules bench/build bench/node/node_modules
