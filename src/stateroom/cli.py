@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -57,6 +58,41 @@ def _parser() -> argparse.ArgumentParser:
             default=ServerOptions.max_message_size,
             help="largest WebSocket message in bytes; larger ones close with 1009",
         )
+        d = ServerOptions()
+        for flag, kind, default, text in (
+            ("--max-connections", int, d.max_connections, "connections beyond this get 503"),
+            ("--max-header-size", int, d.max_header_size, "largest request head in bytes (431)"),
+            ("--max-headers", int, d.max_headers, "most header lines in a request (431)"),
+            (
+                "--header-timeout",
+                float,
+                d.header_timeout,
+                "seconds a started request has to arrive whole (slowloris guard)",
+            ),
+            (
+                "--keep-alive-timeout",
+                float,
+                d.keep_alive_timeout,
+                "seconds an idle keep-alive connection stays open",
+            ),
+            (
+                "--send-timeout",
+                float,
+                d.send_timeout,
+                "seconds a WebSocket client may leave our send queue full before it is dropped",
+            ),
+            (
+                "--max-send-buffer",
+                int,
+                d.max_send_buffer,
+                "bytes queued for a WebSocket client before it is dropped",
+            ),
+        ):
+            p.add_argument(flag, type=kind, default=default, help=text)
+        p.add_argument(
+            "--tls-cert", metavar="FILE", help="certificate chain (PEM): serve https/wss"
+        )
+        p.add_argument("--tls-key", metavar="FILE", help="private key (PEM) of --tls-cert")
         p.add_argument(
             "--persist-to",
             metavar="DIR",
@@ -110,14 +146,30 @@ async def _serve(args: argparse.Namespace) -> None:
         hibernation_timeout=args.hibernation_timeout,
         alarm_retry_delay=args.alarm_retry_delay,
     )
-    server_options = ServerOptions(max_message_size=args.max_message_size)
+    server_options = ServerOptions(
+        max_message_size=args.max_message_size,
+        max_connections=args.max_connections,
+        max_header_size=args.max_header_size,
+        max_headers=args.max_headers,
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        send_timeout=args.send_timeout,
+        max_send_buffer=args.max_send_buffer,
+        allowed_origins=config.allowed_origins,
+    )
     if args.in_memory:
         backend = SqliteBackend(in_memory=True)
     else:
         backend = SqliteBackend(Path(args.persist_to or config.root / ".stateroom"))
     runtime = WorkerRuntime(config, runtime_options, backend)
     runtime.start()
-    server = Server(runtime, host=args.host, port=args.port, options=server_options)
+    server = Server(
+        runtime,
+        host=args.host,
+        port=args.port,
+        options=server_options,
+        ssl_context=_tls_context(args.tls_cert, args.tls_key),
+    )
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,6 +185,22 @@ async def _serve(args: argparse.Namespace) -> None:
         watcher.cancel()
     await server.shutdown()
     backend.close()
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise ConfigError("--tls-key needs --tls-cert (the certificate chain, PEM)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"--tls-cert {cert} / --tls-key {key}: cannot load the certificate and key: {exc}"
+        ) from None
+    return context
 
 
 def _snapshot(root: Path) -> dict[Path, float]:
@@ -168,5 +236,6 @@ async def _watch(
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
         await server.runtime.shutdown()
         server.runtime = runtime
+        server.options.allowed_origins = runtime.config.allowed_origins
         runtime.start()
         logger.info("reloaded")

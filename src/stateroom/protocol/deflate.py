@@ -9,16 +9,15 @@ Two halves:
   works on message payloads (or on the fragments of one message, in order); framing, RSV bits,
   UTF-8 validation and close codes stay in the connection, which maps this module's errors:
 
-  ========================  =====================================================
-  :class:`ExtensionHeaderError`  handshake answers ``400 Bad Request``
-  :class:`MessageTooBig`         close ``1009`` (message too big)
-  :class:`DecompressionError`    close ``1007`` (invalid payload data)
-  ========================  =====================================================
+  - :class:`ExtensionHeaderError`: the handshake answers ``400 Bad Request``;
+  - :class:`MessageTooBig`: close with ``1009`` (message too big);
+  - :class:`DecompressionError`: close with ``1007`` (invalid payload data).
 
 Why the defaults are what they are (see :class:`DeflateOptions`): a server holds one compressor
 and one decompressor per connection, and zlib's defaults (32 KiB window, memLevel 8) cost about
-300 KiB per connection. A 4 KiB window with memLevel 5 costs about 40 KiB and loses little on
-the small messages WebSocket applications send, so that is the default; both are options.
+300 KiB per connection once both were used. A 4 KiB window with memLevel 5 costs about 50 KiB
+and loses little on the small messages WebSocket applications send, so that is the default;
+both are options.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httptools
@@ -34,13 +34,13 @@ _TOKEN_METHOD = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
 
 @dataclass(slots=True)
 class _Pending:
-    request: Request
+    request: Request | None  # None: a refused request, answered with ``error``
     version: str
     keep_alive: bool
     head: bool
     upgrade_tail: bytes | None = None
     wants_close: bool = False
-    raw_headers: dict[str, str] = field(default_factory=dict)
+    error: bytes | None = None
 
 
 def _dot_segments(path: str) -> str:
@@ -87,17 +87,27 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         self._reading_paused = False
         self._expect_continue = False
+        self._head_pending = False
+        self._head_bytes = 0
+        self._completed = 0
 
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        tr: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.transport = tr
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self.server.connections) >= self.options.max_connections:
+            logger.warning("refusing a connection: %d are open", len(self.server.connections))
+            tr.write(error_response(503, "ERROR: Too many connections; try again later."))
+            self._close()
+            return
         self.server.connection_opened(self)
         self._arm_timer(self.options.header_timeout)
+        tr.set_write_buffer_limits(high=self.options.write_buffer_high)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -112,8 +122,15 @@ class HttpConnection(asyncio.Protocol):
         if self._stalled is not None:
             self._stalled += data
             return
+        completed = self._completed
         try:
             self.parser.feed_data(data)
+            if self._head_pending:
+                # llhttp buffers an unfinished header line without limit: count it here.
+                self._head_bytes += len(data)
+                if self._head_bytes > self.options.max_header_size:
+                    self._fail_request(431, "message head is too large")
+                    return
             if self._expect_continue and self._in_message and self.transport is not None:
                 # The client waits for our go-ahead before sending the body (RFC 9110 10.1.1).
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -126,7 +143,8 @@ class HttpConnection(asyncio.Protocol):
             self._stalled = b""
             self._pause_reading()
         except httptools.HttpParserInvalidMethodError:
-            if _TOKEN_METHOD.match(data.lstrip()):
+            # Where the bad request starts is only known if it is the chunk's first.
+            if self._completed == completed and _TOKEN_METHOD.match(data.lstrip()):
                 self._fail_request(501, "ERROR: Unrecognized request method.", "connection-first")
             else:
                 self._fail_request(400, "invalid HTTP method parsed")
@@ -160,13 +178,15 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._head_pending = True
+        self._head_bytes = 0
         self._url = b""
         self._headers = []
         self._head_size = 0
         self._body = []
         self._body_size = 0
-        if self._timer is None:
-            self._arm_timer(self.options.header_timeout)
+        # From its first byte, a request has header_timeout to arrive whole (slowloris).
+        self._arm_timer(self.options.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -177,10 +197,12 @@ class HttpConnection(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.options.max_header_size:
             raise _Reject(431, "message head is too large")
+        if len(self._headers) >= self.options.max_headers:
+            raise _Reject(431, "too many header fields")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        self._cancel_timer()
+        self._head_pending = False
         for name, value in self._headers:
             if name.lower() == "expect" and value.strip().lower() == "100-continue":
                 self._expect_continue = self.parser.get_http_version() == "1.1"
@@ -192,8 +214,10 @@ class HttpConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._completed += 1
         self._in_message = False
         self._expect_continue = False
+        self._cancel_timer()
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -242,8 +266,20 @@ class HttpConnection(asyncio.Protocol):
     async def _process(self) -> None:
         while self._queue and not self._closing:
             pending = self._queue.popleft()
+            if pending.request is None:
+                assert self.transport is not None and pending.error is not None
+                self.transport.write(pending.error)
+                self._close()
+                return
             if len(self._queue) < 8 and self._stalled is None:
                 self._resume_reading()
+            if not self._origin_allowed(pending.request):
+                assert self.transport is not None
+                self.transport.write(
+                    error_response(403, "ERROR: Origin not allowed.", order="connection-first")
+                )
+                self._close()
+                return
             response = await self._respond(pending.request)
             if self._closing:
                 return
@@ -257,6 +293,15 @@ class HttpConnection(asyncio.Protocol):
                 self._resume_after_upgrade_refused(pending.upgrade_tail)
         if not self._closing and not self._in_message:
             self._arm_timer(self.options.keep_alive_timeout)
+
+    def _origin_allowed(self, request: Request) -> bool:
+        """Cross-site WebSocket hijacking guard: browsers send Origin, and only the
+        configured ones may open a WebSocket. Clients that send none are not browsers."""
+        allowed = self.options.allowed_origins
+        if allowed is None or not wants_websocket(request.headers.get("upgrade")):
+            return True
+        origin = request.headers.get("origin")
+        return origin is None or origin in allowed
 
     async def _respond(self, request: Request) -> Response:
         try:
@@ -289,6 +334,7 @@ class HttpConnection(asyncio.Protocol):
 
         assert self.transport is not None
         request = pending.request
+        assert request is not None
         client = response.webSocket
         assert client is not None
         rejection = check_request(
@@ -312,6 +358,7 @@ class HttpConnection(asyncio.Protocol):
         self._cancel_timer()
         tail = (pending.upgrade_tail or b"") + (self._stalled or b"")
         self._stalled = None
+        self.server.connection_closed(self)  # the WebSocket connection takes its place
         ws = WebSocketConnection(self.server, self.transport, client)
         ws.start(request, pending.version, pending.wants_close, tail)
 
@@ -327,7 +374,11 @@ class HttpConnection(asyncio.Protocol):
     # -- errors and lifetime ---------------------------------------------------------
 
     def _fail_request(self, status: int, body: str, order: str = "type-first") -> None:
-        """Answer a request the parser refused, then close (what workerd does)."""
+        """Answer a request the parser refused, then close (what workerd does).
+
+        Requests before it on the connection are answered first: responses leave in
+        request order (RFC 9112 section 9.3.2), so the error waits its turn.
+        """
         if self.transport is None or self._closing:
             return
         if status == 400 and body == "Bad Request":
@@ -335,9 +386,17 @@ class HttpConnection(asyncio.Protocol):
             text = f"HTTP/{version} 400 Bad Request\r\nContent-Length: 11\r\n"
             if version != "1.0":
                 text += "Connection: close\r\n"
-            self.transport.write(text.encode() + b"\r\nBad Request")
+            answer = text.encode() + b"\r\nBad Request"
         else:
-            self.transport.write(error_response(status, body, order=order))
+            answer = error_response(status, body, order=order)
+        self._stalled = b""  # read nothing more: the connection ends after this answer
+        self._pause_reading()
+        if self._queue or (self._task is not None and not self._task.done()):
+            self._queue.append(_Pending(None, "1.1", False, False, error=answer))
+            if self._task is None or self._task.done():
+                self._task = self.loop.create_task(self._process())
+            return
+        self.transport.write(answer)
         self._close()
 
     def _close(self) -> None:

@@ -61,6 +61,8 @@ class Server:
             self.host,
             self.port,
             ssl=self.ssl_context,
+            # A TLS handshake is part of the request head: the same slowloris bound.
+            ssl_handshake_timeout=self.options.header_timeout if self.ssl_context else None,
             backlog=1024,
             reuse_address=True,
         )

@@ -32,6 +32,8 @@ class WebSocketConnection(asyncio.Protocol):
         "_close_delivered",
         "_close_timer",
         "_ended",
+        "_paused",
+        "_slow_timer",
         "client",
         "loop",
         "peer",
@@ -55,6 +57,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._close_delivered = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._ended = False
+        self._paused = False
+        self._slow_timer: asyncio.TimerHandle | None = None
 
     @staticmethod
     def refused(client: WebSocket) -> None:
@@ -97,6 +101,8 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
         self.server.connection_closed(self)
         if not self._close_delivered:
             self._close_delivered = True
@@ -105,11 +111,30 @@ class WebSocketConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client is not reading: stop reading what it sends, so the echoes it
-        # provokes cannot pile up here.
+        # provokes cannot pile up here, and give it send_timeout to catch up.
+        self._paused = True
         self.transport.pause_reading()
+        self._slow_timer = self.loop.call_later(
+            self.server.options.send_timeout, self._too_slow, "did not read for"
+        )
 
     def resume_writing(self) -> None:
-        self.transport.resume_reading()
+        self._paused = False
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        if not self._ended:
+            self.transport.resume_reading()
+
+    def _too_slow(self, why: str) -> None:
+        options = self.server.options
+        logger.warning(
+            "dropping a WebSocket client that %s %.0fs (%d bytes queued)",
+            why,
+            options.send_timeout,
+            self.transport.get_write_buffer_size(),
+        )
+        self.transport.abort()
 
     # -- WebSocketSink: what the object's end sends -----------------------------------
 
@@ -118,6 +143,11 @@ class WebSocketConnection(asyncio.Protocol):
             self.protocol.send_text(message)
         else:
             self.protocol.send_binary(message)  # type: ignore[arg-type]
+        if self._paused and (
+            self.transport.get_write_buffer_size() > self.server.options.max_send_buffer
+        ):
+            logger.warning("dropping a WebSocket client whose send queue passed the limit")
+            self.transport.abort()
 
     def close(self, code: int | None, reason: str) -> None:
         protocol = self.protocol
