@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import websockets
@@ -100,3 +102,28 @@ def test_unclean_drop_reaches_webSocketClose(srv: RunningServer) -> None:
         await a.close()
 
     asyncio.run(run())
+
+
+def test_hibernatable_sockets_survive_a_code_reload(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).parent / "apps" / "hibernate", app)
+    with serve(app, "--log-level", "debug", command="dev") as srv:
+
+        async def run() -> None:
+            ws = await websockets.connect(f"{srv.ws_url}/ws?name=stay")
+            await ws.send("echo-1")
+            assert await ws.recv() == "echo-1"
+            source = app / "worker.py"
+            source.write_text(
+                source.read_text().replace("ws.send(message)", 'ws.send("v2:" + message)')
+            )
+            await asyncio.get_running_loop().run_in_executor(
+                None, srv.wait_for_log, r"reloaded \(1 hibernatable WebSockets kept open\)"
+            )
+            await ws.send("echo-2")
+            assert await asyncio.wait_for(ws.recv(), 10) == "v2:echo-2"  # same socket, new code
+            await ws.send("whoami")
+            assert json.loads(await ws.recv())["name"] == "stay"  # attachment kept
+            await ws.close()
+
+        asyncio.run(run())

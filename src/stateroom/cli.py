@@ -230,12 +230,17 @@ async def _watch(
         except Exception:
             logger.exception("reload failed; still serving the previous version")
             continue
-        # The old version lets go of its objects (and their storage) before the new one runs.
+        # Hibernatable WebSockets move to the new version and stay open; the others are
+        # tied to the old code's listeners and close with 1012. The old version lets go
+        # of its objects (and their storage) before the new one runs.
+        old = server.runtime
+        assert isinstance(old, WorkerRuntime)
+        kept = runtime.adopt_hibernatable(old)
         for conn in list(server.connections):
-            if isinstance(conn, WebSocketConnection):
+            if isinstance(conn, WebSocketConnection) and conn.peer._tags is None:
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
-        await server.runtime.shutdown()
+        await old.shutdown()
         server.runtime = runtime
         server.options.allowed_origins = runtime.config.allowed_origins
         runtime.start()
-        logger.info("reloaded")
+        logger.info("reloaded (%d hibernatable WebSockets kept open)", kept)

@@ -127,10 +127,36 @@ class WorkerRuntime:
             )
         return response
 
+    def adopt_hibernatable(self, old: WorkerRuntime) -> int:
+        """Take over the hibernatable WebSockets of the version being replaced.
+
+        Their state lives on the socket (tags, attachment) and in storage, not in
+        the old code, so they stay open across a reload: their next event wakes the
+        object with the new code. Returns how many sockets moved.
+        """
+        moved = 0
+        for binding, old_ns in old.namespaces.items():
+            new_ns = self.namespaces.get(binding)
+            if new_ns is None:
+                continue
+            for old_host in list(old_ns.hosts.values()):
+                if not old_host.hibernatable:
+                    continue
+                new_host = new_ns.host(old_host.id)
+                new_host.auto_response = old_host.auto_response
+                new_host.event_timeout_ms = old_host.event_timeout_ms
+                for ws in list(old_host.hibernatable):
+                    ws._host = new_host
+                    new_host.hibernatable_accepted(ws)
+                    moved += 1
+                old_host.hibernatable.clear()
+        return moved
+
     async def shutdown(self) -> None:
-        await self.ctx.drain()
+        # Objects go first, so their storage is free for a version taking over at once.
         for ns in self.namespaces.values():
             await ns.shutdown()
+        await self.ctx.drain()
 
 
 def _apply_renames(config: WorkerConfig, backend: StorageBackend) -> None:
