@@ -17,6 +17,7 @@ import codecs
 import logging
 from typing import Protocol
 
+from stateroom.protocol.deflate import DecompressionError, MessageTooBig, PerMessageDeflate
 from stateroom.protocol.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_NO_STATUS,
@@ -29,6 +30,7 @@ from stateroom.protocol.frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    RSV1,
     apply_mask,
     close_payload,
     frame_header,
@@ -40,6 +42,9 @@ logger = logging.getLogger("stateroom.protocol")
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
+
+# First byte of an unfragmented, uncompressed frame (RSV bits are checked before).
+FIN_NO_RSV = FIN | RSV1
 
 # Payloads at least this big are written separately from their header, not copied.
 _ZERO_COPY = 16 * 1024
@@ -68,28 +73,51 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class _Peek:
+    """Validation state of a text frame whose payload has partly arrived."""
+
+    __slots__ = ("checked", "decoder", "header", "mask")
+
+    def __init__(self, header: int, mask: bytes, decoder: codecs.IncrementalDecoder) -> None:
+        self.header = header
+        self.mask = mask
+        self.decoder = decoder
+        self.checked = 0
+
+
 class ServerConnection:
     """One server-side WebSocket connection's framing, validation and close handshake."""
 
     __slots__ = (
         "_buf",
+        "_frag_compressed",
         "_frag_opcode",
         "_frag_parts",
         "_frag_size",
         "_handler",
         "_need",
+        "_peek",
         "_utf8",
         "close_received",
         "close_sent",
+        "deflate",
         "max_message_size",
         "state",
         "write",
     )
 
     def __init__(
-        self, write: WriteFn, handler: ConnectionHandler, *, max_message_size: int
+        self,
+        write: WriteFn,
+        handler: ConnectionHandler,
+        *,
+        max_message_size: int,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.write = write
+        self.deflate = deflate
+        self._frag_compressed = False
+        self._peek: _Peek | None = None
         self._handler = handler
         self.max_message_size = max_message_size
         self.state = OPEN
@@ -111,11 +139,33 @@ class ServerConnection:
         if buf:
             buf += data
             if len(buf) < self._need:
+                if self._peek is not None:
+                    self._peek_text(buf)
                 return
             self._buf = bytearray()
             self._parse(bytes(buf))
         else:
             self._parse(data)
+
+    def _peek_text(self, buf: bytes | bytearray | memoryview) -> None:
+        """Validate the part of an unfinished text frame that has arrived.
+
+        Invalid UTF-8 then fails the connection as soon as it is on the wire, not when
+        the (possibly huge, possibly never finished) frame is complete.
+        """
+        peek = self._peek
+        assert peek is not None
+        start = peek.header + peek.checked
+        if len(buf) <= start:
+            return
+        k = peek.checked & 3
+        mask = peek.mask[k:] + peek.mask[:k]
+        data = apply_mask(buf[start:], mask)
+        peek.checked += len(data)
+        try:
+            peek.decoder.decode(data, False)
+        except UnicodeDecodeError:
+            self.fail(CLOSE_INVALID_DATA, "Invalid UTF-8 in text message")
 
     def _parse(self, buf: bytes) -> None:
         """Parse every complete frame in ``buf``; keep the tail for next time."""
@@ -145,10 +195,16 @@ class ServerConnection:
                 stop = pos + header + length
                 if stop > end:
                     self._need = stop - pos
+                    if self._peek is None and not b0 & RSV1 and self._is_text(opcode):
+                        if end - pos < header:
+                            self._need = header  # come back when the mask is here
+                        else:
+                            self._start_peek(buf, pos, header, opcode)
                     break
+                self._peek = None
                 payload = apply_mask(buf[pos + header : stop], buf[pos + header - 4 : pos + header])
                 pos = stop
-                if opcode == OP_TEXT and b0 & FIN and not self._frag_opcode:
+                if opcode == OP_TEXT and b0 & FIN_NO_RSV == FIN and not self._frag_opcode:
                     try:
                         text = payload.decode("utf-8")
                     except UnicodeDecodeError:
@@ -165,18 +221,33 @@ class ServerConnection:
         except ProtocolError as exc:
             self.fail(exc.code, exc.reason)
             return
-        if pos < end:
+        if pos < end and self.state != CLOSED:
             self._buf = bytearray(buf[pos:])
+
+    def _is_text(self, opcode: int) -> bool:
+        if opcode == OP_TEXT:
+            return True
+        return opcode == OP_CONT and self._frag_opcode == OP_TEXT and not self._frag_compressed
+
+    def _start_peek(self, buf: bytes, pos: int, header: int, opcode: int) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        if opcode == OP_CONT and self._utf8 is not None:
+            decoder.setstate(self._utf8.getstate())
+        mask = bytes(buf[pos + header - 4 : pos + header])
+        self._peek = _Peek(header, mask, decoder)
+        self._peek_text(memoryview(buf)[pos:])
 
     def _check_header(self, b0: int, b1: int, opcode: int, length: int) -> None:
         if not b1 & 0x80:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Client frames must be masked")
         if b0 & 0x30:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "Received frame had RSV bits 2 or 3 set")
-        if b0 & 0x40:
+        if b0 & RSV1 and (self.deflate is None or opcode not in (OP_TEXT, OP_BINARY)):
             raise ProtocolError(
                 CLOSE_PROTOCOL_ERROR,
-                "Received a frame with the compression bit set, but compression was not negotiated",
+                "Received a frame with the compression bit set, but compression was not negotiated"
+                if self.deflate is None
+                else "Compression bit set on a control or continuation frame",
             )
         if opcode >= 8:
             if opcode > OP_PONG:
@@ -203,9 +274,26 @@ class ServerConnection:
         if length > room:
             raise ProtocolError(CLOSE_TOO_BIG, f"Message is too large: {length} > {room}")
 
+    def _inflate(self, payload: bytes, fin: bool) -> bytes:
+        deflate = self.deflate
+        assert deflate is not None
+        try:
+            return deflate.decompress_fragment(
+                payload, fin=fin, max_size=self.max_message_size - self._frag_size
+            )
+        except MessageTooBig:
+            raise ProtocolError(
+                CLOSE_TOO_BIG,
+                f"Message is too large: over {self.max_message_size} bytes when decompressed",
+            ) from None
+        except DecompressionError as exc:
+            raise ProtocolError(CLOSE_INVALID_DATA, f"Invalid compressed data: {exc}") from None
+
     def _frame(self, b0: int, opcode: int, payload: bytes) -> None:
         fin = b0 & FIN
         if opcode == OP_CONT:
+            if self._frag_compressed:
+                payload = self._inflate(payload, bool(fin))
             self._append_fragment(payload)
             if fin:
                 parts = self._frag_parts
@@ -215,6 +303,7 @@ class ServerConnection:
                 self._frag_opcode = 0
                 self._frag_parts = []
                 self._frag_size = 0
+                self._frag_compressed = False
                 self._utf8 = None
                 if op == OP_TEXT:
                     assert decoder is not None
@@ -223,10 +312,21 @@ class ServerConnection:
                 else:
                     self._handler.on_message(data)
         elif opcode in (OP_TEXT, OP_BINARY):
-            if fin:  # unfragmented binary (unfragmented text is handled inline)
-                self._handler.on_message(payload)
+            if b0 & RSV1:
+                payload = self._inflate(payload, bool(fin))
+            if fin:  # unfragmented (uncompressed text is handled inline)
+                if opcode == OP_TEXT:
+                    try:
+                        self._handler.on_message(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        raise ProtocolError(
+                            CLOSE_INVALID_DATA, "Invalid UTF-8 in text message"
+                        ) from None
+                else:
+                    self._handler.on_message(payload)
                 return
             self._frag_opcode = opcode
+            self._frag_compressed = bool(b0 & RSV1)
             if opcode == OP_TEXT:
                 self._utf8 = codecs.getincrementaldecoder("utf-8")()
             self._append_fragment(payload)
@@ -281,6 +381,11 @@ class ServerConnection:
     def _send(self, first_byte: int, payload: bytes) -> None:
         if self.close_sent:
             return
+        deflate = self.deflate
+        if deflate is not None:
+            payload, compressed = deflate.encode(payload)
+            if compressed:
+                first_byte |= RSV1
         n = len(payload)
         if n < _ZERO_COPY:
             self.write(frame_header(first_byte, n) + payload)

@@ -178,7 +178,7 @@ class DeflateOptions:
     """
 
     server_max_window_bits: int = 12
-    client_max_window_bits: int = 12
+    client_max_window_bits: int = 15
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
     compress_level: int = 6
@@ -288,7 +288,10 @@ def _accept(offer: _Offer, options: DeflateOptions) -> PerMessageDeflate:
     server_bits = options.server_max_window_bits
     if offer.server_max_window_bits is not None:
         server_bits = min(server_bits, offer.server_max_window_bits)
-    announce_server_bits = offer.server_max_window_bits is not None or server_bits < 15
+    # A smaller window than the client allows needs no announcing: its decoder, sized for
+    # 2^15 bytes, reads our 2^12-window output all the same, and the response stays the one
+    # workerd sends.
+    announce_server_bits = offer.server_max_window_bits is not None
 
     # §7.1.2.2: only if the client offered client_max_window_bits may the response carry it,
     # with a value no larger than the client's (15 when it gave none).
@@ -297,9 +300,9 @@ def _accept(offer: _Offer, options: DeflateOptions) -> PerMessageDeflate:
     if offer.client_max_window_bits is not None:
         offered = 15 if offer.client_max_window_bits is True else int(offer.client_max_window_bits)
         client_bits = min(offered, options.client_max_window_bits)
-        # A value-less offer with nothing to restrict needs no answer; a valued one is echoed
+        # Always answered, as workerd does ("client_max_window_bits=15" for a bare offer),
         # so both sides state the same agreement.
-        announce_client_bits = client_bits < 15 or offer.client_max_window_bits is not True
+        announce_client_bits = True
 
     return PerMessageDeflate(
         server_no_context_takeover=(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from stateroom.api.requests import Request
 from stateroom.api.websockets import ABNORMAL, Message, WebSocket
 from stateroom.protocol.connection import ServerConnection
+from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
 from stateroom.protocol.frames import CLOSE_GOING_AWAY
 from stateroom.protocol.handshake import accept_key
 
@@ -75,6 +76,17 @@ class WebSocketConnection(asyncio.Protocol):
             "Upgrade: websocket",
             f"Sec-WebSocket-Accept: {accept_key(request.headers.get('sec-websocket-key') or '')}",
         ]
+        offers = request.headers.getAll("sec-websocket-extensions")
+        if offers:
+            try:
+                deflate, agreed = negotiate(", ".join(offers))
+            except ExtensionHeaderError as exc:
+                # A malformed offer only costs the client compression, not the connection.
+                logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
+            else:
+                self.protocol.deflate = deflate
+                if agreed is not None:
+                    headers.append(f"Sec-WebSocket-Extensions: {agreed}")
         self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
         self.transport.set_protocol(self)
         self.server.connection_opened(self)
