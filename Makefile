@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance)
 
-.PHONY: run test lint typecheck install workerd clean bench bench-smoke bench-report profile
+.PHONY: run test lint typecheck install workerd clean bench bench-smoke bench-report profile \
+	conformance conformance-full
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,14 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Autobahn|Testsuite against `stateroom serve examples/echo` (installs wstest on first use):
+# the fast profile (319 cases, about a minute) and every case (517; 9.* and 12.*/13.* are long).
+conformance: $(STAMP)
+	conformance/run.sh --fast
+
+conformance-full: $(STAMP)
+	conformance/run.sh
+
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_NODE := bench/node/node_modules/.package-lock.json
 
@@ -68,4 +77,4 @@ profile: $(BENCH_STAMP)
 	$(BIN)/python -m bench.profile
 
 clean:
-	rm -rf $(VENV) reference/node_modules bench/build bench/node/node_modules
+	rm -rf $(VENV) reference/node_modules bench/build bench/node/node_modules conformance/.venv
