@@ -166,8 +166,8 @@ class WebSocket:
         sink = self._sink
         if sink is None:
             sink = self._sink = self._peer_sink()
-        if not isinstance(message, str | bytes):
-            message = bytes(message)
+        if type(message) is not str and type(message) is not bytes:
+            message = bytes(message)  # type: ignore[arg-type]  # bytearray / memoryview
         host = self._host
         if host is not None and host.output_gate is not None and host.output_gate.pending:
             # Output gate: this message leaves once the object's earlier writes are durable.
@@ -226,6 +226,36 @@ class WebSocket:
             raise RuntimeError("WebSocket has no peer to bind.")
         peer._sink = sink
         self.readyState = OPEN
+
+    def _receive_message(self, message: Message) -> None:
+        """A message arrived: the hot path of ``_receive("message", ...)``.
+
+        Listeners of an accepted socket whose object takes events right now are called
+        directly; everything else (backlog before accept, a closed input gate,
+        hibernation handlers, auto-responses) takes the general path.
+        """
+        host = self._host
+        if (
+            host is None
+            or not self._accepted
+            or self._tags is not None
+            or host.blocked
+            or host.auto_response is not None
+        ):
+            self._receive("message", message)
+            return
+        listeners = self._listeners.get("message")
+        if not listeners:
+            return
+        event = MessageEvent(message)
+        for listener in listeners if len(listeners) == 1 else tuple(listeners):
+            try:
+                result = listener(event)
+            except Exception:
+                logger.exception("Uncaught exception in a WebSocket message handler")
+                continue
+            if result is not None and hasattr(result, "__await__"):
+                host.start(result)
 
     def _receive(self, kind: str, *args: Any) -> None:
         """An event arrived for this end (from the network or the peer)."""

@@ -191,7 +191,15 @@ class ServerConnection:
                         break
                     length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 opcode = b0 & 0x0F
-                self._check_header(b0, b1, opcode, length)
+                if not (
+                    # The common frame, which passes every check: a whole, masked,
+                    # uncompressed text or binary message within the size limit.
+                    (b0 == 0x81 or b0 == 0x82)
+                    and b1 & 0x80
+                    and not self._frag_opcode
+                    and length <= self.max_message_size
+                ):
+                    self._check_header(b0, b1, opcode, length)
                 stop = pos + header + length
                 if stop > end:
                     self._need = stop - pos

@@ -8,6 +8,7 @@ faster than a Python byte loop for every payload size we see.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -43,13 +44,32 @@ def valid_wire_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
+# Multiplying a 32-bit mask by _REPEAT[n] lays n // 4 + 1 copies side by side (no carries,
+# each copy has its own 32 bits); _TRIM[n] cuts the result to n bytes.
+_SMALL = 512
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(_SMALL)]
+_TRIM = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
+
+
+def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``mask`` (masking is its own inverse)."""
     n = len(data)
     if not n:
         return b""
-    key = (bytes(mask) * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    if n < _SMALL:
+        key = int.from_bytes(mask, "little") * _REPEAT[n] & _TRIM[n]
+    else:
+        key = int.from_bytes((bytes(mask) * ((n >> 2) + 1))[:n], "little")
+    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+
+
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+try:
+    # The C helper of the websockets library: SIMD-wide XOR, about 6x faster than the
+    # big-integer XOR on small payloads and far faster on large ones.
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    apply_mask = _apply_mask_py
 
 
 def frame_header(first_byte: int, length: int) -> bytes:

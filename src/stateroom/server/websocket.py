@@ -18,6 +18,7 @@ from stateroom.protocol.connection import ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
 from stateroom.protocol.frames import CLOSE_GOING_AWAY
 from stateroom.protocol.handshake import accept_key
+from stateroom.runtime.context import current_host
 
 if TYPE_CHECKING:
     from stateroom.server.server import Server
@@ -100,9 +101,12 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         batch: list[bytes] = []
         self._batch = batch
+        # User code run for these messages belongs to the socket's object.
+        token = current_host.set(self.peer._host)
         try:
             self.protocol.receive_data(data)
         finally:
+            current_host.reset(token)
             self._batch = None
             if batch:
                 self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
@@ -151,10 +155,21 @@ class WebSocketConnection(asyncio.Protocol):
     # -- WebSocketSink: what the object's end sends -----------------------------------
 
     def send_message(self, message: Message) -> None:
+        protocol = self.protocol
         if type(message) is str:
-            self.protocol.send_text(message)
+            data = message.encode()
+            if len(data) < 126 and protocol.deflate is None and not protocol.close_sent:
+                # The common case, framed inline: FIN + text, 7-bit length, unmasked.
+                frame = bytes((0x81, len(data))) + data
+                batch = self._batch
+                if batch is not None:
+                    batch.append(frame)
+                else:
+                    self.transport.write(frame)
+            else:
+                protocol.send_text(message)
         else:
-            self.protocol.send_binary(message)  # type: ignore[arg-type]
+            protocol.send_binary(message)  # type: ignore[arg-type]  # bytes, by the test above
         if self._paused and (
             self.transport.get_write_buffer_size() > self.server.options.max_send_buffer
         ):
@@ -176,7 +191,7 @@ class WebSocketConnection(asyncio.Protocol):
     # -- ConnectionHandler: what the protocol core reports ------------------------------
 
     def on_message(self, message: str | bytes) -> None:
-        self.peer._receive("message", message)
+        self.peer._receive_message(message)
 
     def on_close_frame(self, code: int, reason: str) -> None:
         self._close_delivered = True
