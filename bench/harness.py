@@ -332,7 +332,7 @@ def _stateroom(name: str, example: str) -> Callable[[Cores], Any]:
         app = REPO_DIR / "examples" / example
         if not app.is_dir():
             raise ServerSkipped(f"examples/{example} does not exist yet")
-        argv = [sys.executable, "-m", "stateroom", "serve", f"examples/{example}"]
+        argv = [sys.executable, "-m", "stateroom", "serve", f"examples/{example}", "--in-memory"]
         return _subprocess_server(name, [*argv, "--port", "{port}"], cores, REPO_DIR)
 
     return launch

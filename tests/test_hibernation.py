@@ -52,6 +52,8 @@ def test_sockets_survive_hibernation_with_tags_and_attachments(srv: RunningServe
         assert json.loads(await a.recv()) == {"name": "alice", "tags": ["red", "blue"]}
         await a.send("constructed")
         assert int(await a.recv()) == constructed + 1  # the constructor ran again on wake
+        # Woken by a socket event, it hibernates again once idle.
+        srv.wait_for_log(r"(?s)Hibernating object .*Hibernating object")
         await b.send("tags")
         assert json.loads(await b.recv()) == ["blue"]
         await a.send("all:red")

@@ -176,6 +176,7 @@ class ActorHost:
         finally:
             current_host.reset(token)
         self.instance = instance
+        self._became_idle()  # a wake by a socket event must be able to end in hibernation
         return instance
 
     def open_storage(self) -> DurableObjectStorage:
@@ -257,6 +258,7 @@ class ActorHost:
                 pending = ws._dispatch(kind, args)
             else:
                 pending = hibernation.dispatch(self, ws, kind, args)
+                self._last_active = self.loop.time()  # activity postpones hibernation
             if pending is not None:
                 self.start(pending)
         except Exception:
