@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,15 @@ class RunningServer:
                 break
             time.sleep(0.01)
         raise AssertionError(f"server log never matched {pattern!r}:\n{self.output()}")
+
+
+def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
+    """GET ``path``: (status, body text), error statuses included."""
+    try:
+        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 @contextlib.contextmanager

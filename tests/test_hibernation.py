@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import websockets
 
-from support import RunningServer, serve
+from support import RunningServer, fetch, serve
 
 APP = "tests/apps/hibernate"
 
@@ -23,18 +20,6 @@ APP = "tests/apps/hibernate"
 def srv() -> Iterator[RunningServer]:
     with serve(APP, "--hibernation-timeout", "0.2", "--log-level", "debug") as server:
         yield server
-
-
-def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def hibernations(srv: RunningServer) -> int:
-    return len(re.findall(r"Hibernating object", srv.output()))
 
 
 def test_sockets_survive_hibernation_with_tags_and_attachments(srv: RunningServer) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import websockets
 
-from support import RunningServer, serve
+from support import RunningServer, fetch, serve
 
 APP = "tests/apps/kitchen"
 
@@ -20,14 +18,6 @@ APP = "tests/apps/kitchen"
 def srv() -> Iterator[RunningServer]:
     with serve(APP, "--idle-timeout", "0.3", "--log-level", "debug") as server:
         yield server
-
-
-def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_vars_on_env(srv: RunningServer) -> None:

@@ -10,15 +10,13 @@ import random
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import websockets
 
-from support import RunningServer, serve
+from support import RunningServer, fetch, serve
 
 APP = "tests/apps/storage"
 
@@ -29,14 +27,6 @@ def srv() -> Iterator[RunningServer]:
         APP, "--alarm-retry-delay", "0.05", "--idle-timeout", "0.3", "--log-level", "debug"
     ) as server:
         yield server
-
-
-def fetch(srv: RunningServer, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(srv.url + path, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def wait_until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
