@@ -109,6 +109,13 @@ def test_alarm_fires(srv: RunningServer) -> None:
     wait_until(lambda: fetch(srv, "/store/alarm-get?obj=al") == (200, "null"))
 
 
+def test_alarm_wakes_an_evicted_object(srv: RunningServer) -> None:
+    object_id = fetch(srv, "/store/id?obj=sleeper")[1]
+    assert fetch(srv, "/store/alarm-set?obj=sleeper&ms=1500") == (200, "set")
+    srv.wait_for_log(rf"Evicting idle object {object_id}")  # gone from memory first
+    wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=sleeper")[1]) != [])
+
+
 def test_alarm_retries_with_backoff(srv: RunningServer) -> None:
     assert fetch(srv, "/store/alarm-set?obj=retry&ms=10&fail=2") == (200, "set")
     wait_until(lambda: len(json.loads(fetch(srv, "/store/alarm-log?obj=retry")[1])) == 3)

@@ -77,6 +77,8 @@ class Store(DurableObject):
             await storage.put("fail", int(p.get("fail", "0")))
             await storage.setAlarm(int(time.time() * 1000) + int(p["ms"]))
             return Response("set")
+        if action == "id":
+            return Response(self.ctx.id.toString())
         if action == "alarm-get":
             return Response(json.dumps(await storage.getAlarm()))
         if action == "alarm-log":
