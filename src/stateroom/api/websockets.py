@@ -235,14 +235,23 @@ class WebSocket:
         hibernation handlers, auto-responses) takes the general path.
         """
         host = self._host
-        if (
-            host is None
-            or not self._accepted
-            or self._tags is not None
-            or host.blocked
-            or host.auto_response is not None
-        ):
+        if host is None or not self._accepted or host.blocked or host.auto_response is not None:
             self._receive("message", message)
+            return
+        if self._tags is not None:
+            # Hibernation API: straight to webSocketMessage() of a live instance.
+            obj = host.instance
+            handler = None if obj is None else getattr(obj, "webSocketMessage", None)
+            if handler is None or host.event_timeout_ms is not None:
+                self._receive("message", message)
+                return
+            host._last_active = host.loop.time()  # activity postpones hibernation
+            try:
+                result = handler(self, message)
+                if result is not None and hasattr(result, "__await__"):
+                    host.start(result)
+            except Exception:
+                logger.exception("Uncaught exception in webSocketMessage()")
             return
         listeners = self._listeners.get("message")
         if not listeners:
