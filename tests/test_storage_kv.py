@@ -493,3 +493,40 @@ def test_naive_datetime_is_local_time(naive_now: datetime) -> None:
         assert abs(got / 1000 - naive_now.timestamp()) < 0.001
 
     run(body)
+
+
+def test_writes_of_other_events_are_not_rolled_back_with_a_transaction() -> None:
+    """An event in flight that writes while another event's transaction() is open waits
+    for it, instead of landing inside it and being rolled back with it."""
+
+    async def main() -> None:
+        from stateroom.storage.kv import DurableObjectStorage
+        from stateroom.storage.sqlite import SqliteBackend
+
+        backend = SqliteBackend(in_memory=True)
+        storage = DurableObjectStorage(backend.open("T", "ab" * 32))
+        inside = asyncio.Event()
+
+        async def failing_transaction() -> None:
+            async def closure(txn: Any) -> None:
+                await txn.put("b", 1)
+                inside.set()
+                await asyncio.sleep(0.05)
+                raise RuntimeError("roll back")
+
+            with pytest.raises(RuntimeError):
+                await storage.transaction(closure)
+
+        async def other_event() -> None:
+            await inside.wait()
+            with pytest.raises(Exception, match="transaction\\(\\) is in progress"):
+                storage.sql.exec("SELECT 1")  # synchronous: cannot wait, so it refuses
+            await storage.put("a", 1)  # waits for the transaction to end
+
+        await asyncio.gather(failing_transaction(), other_event())
+        assert await storage.get("a") == 1
+        assert await storage.get("b") is None
+        storage.close()
+        backend.close()
+
+    asyncio.run(main())

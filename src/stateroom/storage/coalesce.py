@@ -34,10 +34,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from stateroom.storage.backend import ObjectStore
-from stateroom.storage.errors import StorageBrokenError
+from stateroom.storage.errors import StorageBrokenError, TransactionBusyError
 
 __all__ = ["CommitScheduler", "ImplicitTransaction", "WriteTracker"]
 
@@ -74,6 +74,8 @@ class ImplicitTransaction:
         schedule_commit: CommitScheduler | None = None,
         on_broken: Callable[[StorageBrokenError], None] | None = None,
     ) -> None:
+        # The task of an open async transaction(): other tasks' storage calls wait or fail.
+        self.exclusive_owner: asyncio.Task[Any] | None = None
         self._store = store
         self._tracker = write_tracker
         self._scheduler = schedule_commit
@@ -137,6 +139,15 @@ class ImplicitTransaction:
         finally:
             if self._immediate and self._depth == 0 and self._commit_scheduled:
                 self._commit_due()
+
+    def check_exclusive(self) -> None:
+        """Synchronous APIs cannot wait for another event's open ``transaction()``."""
+        owner = self.exclusive_owner
+        if owner is not None and owner is not asyncio.current_task():
+            raise TransactionBusyError(
+                "another event's transaction() is in progress on this object: await a "
+                "storage call (which waits for it) before using the synchronous APIs"
+            )
 
     def note_write(self, confirmed: bool = True) -> None:
         """Record that the open batch now holds a write."""

@@ -62,3 +62,7 @@ class StoreInUseError(StorageError):
     A Durable Object has exactly one live instance; two connections writing the
     same file would break that guarantee, so opening it twice is refused.
     """
+
+
+class TransactionBusyError(StorageError):
+    """A synchronous storage call met another event's open ``transaction()``."""

@@ -24,6 +24,7 @@ awaiting a ``put()`` does not split a coalesced batch.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,6 +156,20 @@ class DurableObjectStorage:
         self._delete_all_deletes_alarm = delete_all_deletes_alarm
         self.sql = SqlStorage(store, self._txn)
         self.kv = SyncKvStorage(self)
+        self._exclusive_done: asyncio.Future[None] | None = None
+
+    async def _turn(self) -> None:
+        """Wait while another task's ``transaction()`` is open.
+
+        The input gate holds back new events, but an event already in flight may
+        resume from other I/O meanwhile; its storage calls must not land inside (and
+        be rolled back with) the other event's transaction.
+        """
+        owner = self._txn.exclusive_owner
+        while owner is not None and owner is not asyncio.current_task():
+            assert self._exclusive_done is not None
+            await asyncio.shield(self._exclusive_done)
+            owner = self._txn.exclusive_owner
 
     # -- runtime hooks ------------------------------------------------------------
 
@@ -342,6 +357,7 @@ class DurableObjectStorage:
     ) -> Any:
         """One key: its value or None. A list of keys (at most 128): a dict of
         the keys that exist, in key (UTF-8 byte) order."""
+        await self._turn()
         _options("get", _GET_OPTIONS, options, kwargs)
         return self._get(keys)
 
@@ -357,6 +373,7 @@ class DurableObjectStorage:
 
         With a dict, a second positional argument is taken as the options.
         """
+        await self._turn()
         if not isinstance(key_or_entries, str) and options is None and isinstance(value, Mapping):
             options, value = value, _MISSING
         opts = _options("put", _PUT_OPTIONS, options, kwargs)
@@ -366,12 +383,14 @@ class DurableObjectStorage:
         self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> bool | int:
         """One key: whether it existed. A list (at most 128): how many existed."""
+        await self._turn()
         opts = _options("delete", _PUT_OPTIONS, options, kwargs)
         return self._delete(keys, not opts.get("allowUnconfirmed", False))
 
     async def list(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Pairs in key order: ``start`` (inclusive) or ``startAfter``, ``end``
         (exclusive), ``prefix``, ``reverse``, ``limit``."""
+        await self._turn()
         opts = _options("list", _LIST_OPTIONS, options, kwargs)
         return {key: decode(blob) for key, blob in self._list(opts)}
 
@@ -379,6 +398,7 @@ class DurableObjectStorage:
         """Delete every KV pair and every SQL table (and the alarm, as on
         Cloudflare since compatibility date 2026-02-24, unless the storage was
         created with ``delete_all_deletes_alarm=False``)."""
+        await self._turn()
         opts = _options("deleteAll", _PUT_OPTIONS, options, kwargs)
         self._delete_all(not opts.get("allowUnconfirmed", False))
 
@@ -389,9 +409,28 @@ class DurableObjectStorage:
         When the runtime gave an input gate, it stays closed while the closure
         runs, so no other event interleaves with it even across awaits.
         """
+        await self._turn()
         gate: AbstractAsyncContextManager[object] = (
             self._input_gate.closed() if self._input_gate is not None else _NULL_ASYNC
         )
+        outer = self._txn.exclusive_owner is None
+        if outer:
+            self._txn.exclusive_owner = asyncio.current_task()
+            self._exclusive_done = asyncio.get_running_loop().create_future()
+        try:
+            return await self._transaction(gate, closure)
+        finally:
+            if outer:
+                self._txn.exclusive_owner = None
+                done, self._exclusive_done = self._exclusive_done, None
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _transaction(
+        self,
+        gate: AbstractAsyncContextManager[object],
+        closure: Callable[[DurableObjectTransaction], Any],
+    ) -> Any:
         async with gate:
             name = self._txn.savepoint_begin()
             txn = DurableObjectTransaction(self, name)
@@ -409,6 +448,7 @@ class DurableObjectStorage:
 
     def transactionSync(self, fn: Callable[[], T]) -> T:
         """Run ``fn()`` atomically; an exception rolls its writes back and propagates."""
+        self._txn.check_exclusive()
         name = self._txn.savepoint_begin()
         try:
             result = fn()
@@ -427,10 +467,12 @@ class DurableObjectStorage:
 
     async def sync(self) -> None:
         """Resolve once every write made so far is durable."""
+        await self._turn()
         await self._txn.flush()
 
     async def getAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> int | None:
         """The alarm time in milliseconds since the epoch, or None."""
+        await self._turn()
         _options("getAlarm", _ALARM_READ_OPTIONS, options, kwargs)
         return self._get_alarm()
 
@@ -441,11 +483,13 @@ class DurableObjectStorage:
         **kwargs: Any,
     ) -> None:
         """Set the alarm: a datetime, or milliseconds since the epoch."""
+        await self._turn()
         opts = _options("setAlarm", _ALARM_WRITE_OPTIONS, options, kwargs)
         self._set_alarm(_alarm_ms(scheduled_time), not opts.get("allowUnconfirmed", False))
 
     async def deleteAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         """Clear the alarm, if any."""
+        await self._turn()
         opts = _options("deleteAlarm", _ALARM_WRITE_OPTIONS, options, kwargs)
         self._set_alarm(None, not opts.get("allowUnconfirmed", False))
 
@@ -556,16 +600,19 @@ class SyncKvStorage:
         """The value stored under ``key``, or None."""
         if not isinstance(key, str):
             raise TypeError(f"storage keys must be str, not {type(key).__name__!r}")
+        self._storage._txn.check_exclusive()
         return self._storage._get(key)
 
     def put(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"storage keys must be str, not {type(key).__name__!r}")
+        self._storage._txn.check_exclusive()
         self._storage._put(key, value, True)
 
     def delete(self, key: str) -> bool:
         if not isinstance(key, str):
             raise TypeError(f"storage keys must be str, not {type(key).__name__!r}")
+        self._storage._txn.check_exclusive()
         return bool(self._storage._delete(key, True))
 
     def list(
@@ -573,4 +620,5 @@ class SyncKvStorage:
     ) -> Iterator[tuple[str, Any]]:
         """``(key, value)`` pairs in key order, with ``list()``'s options."""
         opts = _options("list", _LIST_OPTIONS, options, kwargs)
+        self._storage._txn.check_exclusive()
         return ((key, decode(blob)) for key, blob in self._storage._list(opts))

@@ -184,6 +184,7 @@ class SqlStorage:
         statements may not have any. Raises ``SqlError`` (with Cloudflare's
         message) on failure; statements before a failing one keep their effect.
         """
+        self._txn.check_exclusive()
         with self._txn.operation():
             try:
                 result = self._store.sql_exec(query, bindings)
