@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +110,17 @@ def test_broadcast_room(srv: RunningServer) -> None:
         assert fetch(srv, "/room/chat")[1] in ("0", "3")
 
     asyncio.run(run())
+
+
+def test_a_caller_that_gives_up_does_not_lock_the_object(srv: RunningServer) -> None:
+    """A request queued behind blockConcurrencyWhile() whose client hangs up must not
+    leave the object's event queue stuck."""
+    object_id = fetch(srv, "/counter/cancel/id")[1]
+    blocker = threading.Thread(target=fetch, args=(srv, "/counter/cancel/block"))
+    blocker.start()
+    srv.wait_for_log(rf"block-start {object_id}")
+    with socket.create_connection((srv.host, srv.port)) as sock:
+        sock.sendall(b"GET /counter/cancel/value HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    blocker.join(10)
+    assert fetch(srv, "/counter/cancel/value") == (200, "0")

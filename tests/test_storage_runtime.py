@@ -75,6 +75,17 @@ def test_input_gate_serialises_read_modify_write(srv: RunningServer, kind: str) 
     assert fetch(srv, f"/store/get?obj={obj}&k=n") == (200, "20")
 
 
+def test_constructor_block_concurrency_while_runs_before_the_first_event(
+    srv: RunningServer,
+) -> None:
+    object_id = fetch(srv, "/store/id?obj=loader")[1]
+    assert fetch(srv, "/store/incr?obj=loader") == (200, "1")
+    srv.wait_for_log(rf"Evicting idle object {object_id}")
+    # The next request constructs the object; its constructor's blockConcurrencyWhile()
+    # loads "n" (after a real suspension) before this request is let in.
+    assert fetch(srv, "/store/loaded?obj=loader") == (200, "1")
+
+
 def test_failed_commit_discards_the_response_and_resets(srv: RunningServer) -> None:
     status, body = fetch(srv, "/store/badcommit?obj=bad")
     assert status == 500 and "released before commit" not in body

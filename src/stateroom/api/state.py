@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stateroom.api.websockets import OPEN, WebSocket, WebSocketRequestResponsePair
 from stateroom.runtime import hibernation
+from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
@@ -28,6 +29,11 @@ class DurableObjectState:
     @property
     def storage(self) -> DurableObjectStorage:
         """This object's storage: key-value and (SQLite-backed classes) SQL."""
+        if self._host.ctx is not self:
+            raise ObjectResetError(
+                f"Durable Object {self.id}: this instance was reset or left memory; its "
+                "storage now belongs to the next instance"
+            )
         return self._host.open_storage()
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
@@ -40,17 +46,28 @@ class DurableObjectState:
 
     wait_until = waitUntil
 
-    async def blockConcurrencyWhile(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Deliver no other event to this object until ``fn()`` completes."""
+    def blockConcurrencyWhile(self, fn: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """Deliver no other event to this object until ``fn()`` completes.
+
+        The gate closes at once, so the constructor may call this without awaiting
+        (the usual pattern, to load state before the first event); await the returned
+        task for ``fn``'s result. Past the time limit (30 s) the object is reset.
+        """
         host = self._host
         host.close_gate()
-        try:
-            return await asyncio.wait_for(fn(), host.namespace.options.block_timeout)
-        except TimeoutError:
-            host.reset("blockConcurrencyWhile() callback did not complete within the time limit")
-            raise
-        finally:
-            host.open_gate()
+
+        async def run() -> T:
+            try:
+                return await asyncio.wait_for(fn(), host.namespace.options.block_timeout)
+            except TimeoutError:
+                host.reset(
+                    "blockConcurrencyWhile() callback did not complete within the time limit"
+                )
+                raise
+            finally:
+                host.open_gate()
+
+        return host.spawn(run())
 
     block_concurrency_while = blockConcurrencyWhile
 

@@ -141,7 +141,7 @@ class WebSocket:
         if self.readyState == CONNECTING:
             self.readyState = OPEN
         if self._host is not None and self._tags is None:
-            self._host.socket_opened()
+            self._host.socket_opened(self)
         backlog, self._backlog = self._backlog, None
         for kind, args in backlog or ():
             self._deliver(kind, args)
@@ -327,7 +327,7 @@ class WebSocket:
             host = self._host
             if self._accepted and host is not None:
                 if self._tags is None:
-                    host.socket_closed()
+                    host.socket_closed(self)
                 else:
                     host.hibernatable_closed(self)
 

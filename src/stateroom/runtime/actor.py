@@ -23,7 +23,7 @@ from stateroom.runtime import hibernation
 from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
-from stateroom.runtime.gates import OutputGate
+from stateroom.runtime.gates import ObjectResetError, OutputGate
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
 from stateroom.storage.sqlite import SqliteBackend
@@ -148,7 +148,8 @@ class ActorHost:
         # True whenever an arriving event must queue rather than run now.
         self.blocked = False
         self._busy = 0
-        self._sockets = 0
+        # Sockets accepted with accept(): they pin the object in memory.
+        self.listener_sockets: dict[WebSocket, None] = {}
         self._last_active = self.loop.time()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.evicted = False
@@ -167,6 +168,10 @@ class ActorHost:
         instance = self.instance
         if instance is not None:
             return instance
+        if self.evicted:
+            raise ObjectResetError(
+                f"Durable Object {self.id} was reset while this event ran; its work is discarded"
+            )
         from stateroom.api.state import DurableObjectState
 
         token = current_host.set(self)
@@ -182,6 +187,12 @@ class ActorHost:
     def open_storage(self) -> DurableObjectStorage:
         storage = self.storage
         if storage is None:
+            if self.evicted or self.ctx is None:
+                # Work of an instance that was reset, evicted or hibernated: the storage
+                # now belongs to whatever instance comes next.
+                raise ObjectResetError(
+                    f"Durable Object {self.id} is no longer live; its storage is closed"
+                )
             ns = self.namespace
             store = ns.backend.open(ns.storage_name, self.id.hex)
             gate = self.output_gate = OutputGate(on_broken=self._storage_broken)
@@ -220,7 +231,12 @@ class ActorHost:
         self._cancel_idle()
         token = current_host.set(self)
         try:
-            result = await fn(self.activate())
+            instance = self.activate()
+            if self._gate_closed:
+                # The constructor started blockConcurrencyWhile(): this event waits too.
+                await self._wait_turn()
+                instance = self.activate()
+            result = await fn(instance)
             gate = self.output_gate
             if gate is not None and gate.pending:
                 # The result is an output: it leaves only once earlier writes are durable.
@@ -235,7 +251,19 @@ class ActorHost:
         turn = _Turn(self.loop.create_future())
         self._queue.append(turn)
         self.blocked = True
-        await turn.future
+        try:
+            await turn.future
+        except asyncio.CancelledError:
+            # The caller went away (a client hung up). If its turn had come, pass the
+            # turn on; otherwise leave the queue without it.
+            if turn.future.done() and not turn.future.cancelled():
+                self.loop.call_soon(self._resume_after_handoff)
+            else:
+                turn.future.cancel()
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(turn)
+                self.blocked = bool(self._gate_closed or self._handoff or self._queue)
+            raise
         # Let the queue move on once this event has reached its first suspension.
         self.loop.call_soon(self._resume_after_handoff)
 
@@ -252,11 +280,22 @@ class ActorHost:
         self._socket_event(ws, kind, args)
 
     def _socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
+        if self.evicted:
+            if ws._tags is not None and ws._host is not None and ws._host is not self:
+                ws._host.deliver_socket_event(ws, kind, args)  # moved to a new host
+            return
         token = current_host.set(self)
         try:
             if ws._tags is None:
                 pending = ws._dispatch(kind, args)
             else:
+                if self.instance is None:
+                    self.activate()
+                    if self._gate_closed:
+                        # The constructor started blockConcurrencyWhile(): wait for it.
+                        self._queue.append(lambda: self._socket_event(ws, kind, args))
+                        self.blocked = True
+                        return
                 pending = hibernation.dispatch(self, ws, kind, args)
                 self._last_active = self.loop.time()  # activity postpones hibernation
             if pending is not None:
@@ -310,6 +349,8 @@ class ActorHost:
         while queue and not self._gate_closed and not self._handoff:
             item = queue.popleft()
             if isinstance(item, _Turn):
+                if item.future.done():
+                    continue  # its caller was cancelled
                 # The waiting event resumes on a later loop turn; nothing else may
                 # start before it has run up to its first suspension.
                 self._handoff = True
@@ -318,17 +359,17 @@ class ActorHost:
 
     # -- lifetime --------------------------------------------------------------
 
-    def socket_opened(self) -> None:
-        self._sockets += 1
+    def socket_opened(self, ws: WebSocket) -> None:
+        self.listener_sockets[ws] = None
         self._cancel_idle()
 
-    def socket_closed(self) -> None:
-        self._sockets -= 1
+    def socket_closed(self, ws: WebSocket) -> None:
+        self.listener_sockets.pop(ws, None)
         self._became_idle()
 
     @property
     def open_sockets(self) -> int:
-        return self._sockets
+        return len(self.listener_sockets)
 
     def hibernatable_accepted(self, ws: WebSocket) -> None:
         self.hibernatable[ws] = None
@@ -350,7 +391,7 @@ class ActorHost:
         return options.hibernation_timeout if self.hibernatable else options.idle_timeout
 
     def _became_idle(self) -> None:
-        if self._busy or self._sockets or self.evicted or self.instance is None:
+        if self._busy or self.listener_sockets or self.evicted or self.instance is None:
             return
         self._last_active = self.loop.time()
         if self._idle_handle is None:
@@ -358,7 +399,7 @@ class ActorHost:
 
     def _idle_check(self) -> None:
         self._idle_handle = None
-        if self._busy or self._sockets or self._queue or self.instance is None:
+        if self._busy or self.listener_sockets or self._queue or self.instance is None:
             return
         if self.storage is not None and self.storage.commit_pending:
             self._idle_handle = self.loop.call_later(0.01, self._idle_check)
@@ -382,9 +423,21 @@ class ActorHost:
         self._close_storage(commit=True)
 
     def reset(self, reason: str) -> None:
-        """Throw the instance away after a fatal error; the next event starts afresh."""
+        """Throw the instance away after a fatal error; the next event starts afresh.
+
+        Outputs still held by the output gate are discarded, and sockets accepted with
+        accept() are closed (1011): their listeners belonged to the dead instance.
+        Hibernatable sockets stay open, as on Cloudflare.
+        """
         logger.error("Resetting Durable Object %s: %s", self.id, reason)
+        gate = self.output_gate
+        if gate is not None:
+            gate.break_(ObjectResetError(reason))
         self._close_storage(commit=False)
+        for ws in list(self.listener_sockets):
+            with contextlib.suppress(Exception):
+                ws.close(1011, "Durable Object reset")
+        self.listener_sockets.clear()
         if self.hibernatable:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:

@@ -17,10 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from stateroom.runtime.context import current_host
+
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
     from stateroom.api.namespace import DurableObjectId
     from stateroom.runtime.actor import ActorNamespace
+    from stateroom.storage.kv import DurableObjectStorage
 
 logger = logging.getLogger("stateroom.alarms")
 
@@ -80,7 +83,7 @@ class AlarmScheduler:
         host = self.namespace.host(object_id)
 
         async def call(obj: DurableObject) -> None:
-            storage = host.open_storage()
+            storage = _live_storage()
             if await storage.getAlarm() != when_ms:
                 return  # deleted or moved since this timer was set
             handler = getattr(obj, "alarm", None)
@@ -119,7 +122,7 @@ class AlarmScheduler:
         host = self.namespace.host(object_id)
 
         async def clear(obj: DurableObject) -> None:
-            storage = host.open_storage()
+            storage = _live_storage()
             if await storage.getAlarm() == when_ms:
                 await storage.deleteAlarm()
 
@@ -146,3 +149,11 @@ class AlarmScheduler:
         self._timers.clear()
         for task in self._tasks:
             task.cancel()
+
+
+def _live_storage() -> DurableObjectStorage:
+    """Storage of the object whose event is running (its host may differ from the one the
+    alarm started on, if that one was reset meanwhile)."""
+    host = current_host.get()
+    assert host is not None
+    return host.open_storage()

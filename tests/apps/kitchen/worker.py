@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import json
+import logging
 
 from stateroom import DurableObject, Response, WebSocketPair, WorkerEntrypoint
 
@@ -83,6 +84,10 @@ class Counter(DurableObject):
             return Response("fast")
         if action == "log":
             return Response(json.dumps(self.log))
+        if action == "block":
+            logging.getLogger("stateroom.testapp").info("block-start %s", self.ctx.id)
+            await self.ctx.blockConcurrencyWhile(lambda: asyncio.sleep(0.5))
+            return Response("unblocked")
         if action == "boom":
             raise RuntimeError("boom")
         return Response(str(self.value))

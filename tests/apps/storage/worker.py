@@ -22,6 +22,17 @@ class Default(WorkerEntrypoint):
 
 
 class Store(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        self.loaded = "not yet"
+        # Cloudflare's pattern: load state in the constructor, without awaiting; no event
+        # may be delivered before it is done.
+        ctx.blockConcurrencyWhile(self.load)
+
+    async def load(self):
+        await asyncio.sleep(0.02)
+        self.loaded = await self.ctx.storage.get("n")
+
     async def fetch(self, request):
         parts, p = parse(request)
         storage = self.ctx.storage
@@ -77,6 +88,8 @@ class Store(DurableObject):
             await storage.put("fail", int(p.get("fail", "0")))
             await storage.setAlarm(int(time.time() * 1000) + int(p["ms"]))
             return Response("set")
+        if action == "loaded":
+            return Response(json.dumps(self.loaded))
         if action == "id":
             return Response(self.ctx.id.toString())
         if action == "alarm-get":
