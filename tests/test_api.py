@@ -105,3 +105,29 @@ def test_close_validation() -> None:
         server.close(999)
     with pytest.raises(ValueError, match="123 bytes"):
         server.close(1000, "x" * 124)
+
+
+def test_async_close_listener_still_answers_the_close() -> None:
+    async def main() -> list[object]:
+        client, server = WebSocketPair()
+        got: list[object] = []
+
+        async def on_close(event: object) -> None:
+            await asyncio.sleep(0)
+
+        server.addEventListener("close", on_close)
+        client.addEventListener("close", lambda e: got.append(("client", e.code)))
+        server.accept()
+        client.accept()
+        client.close(4001, "bye")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return got
+
+    assert asyncio.run(main()) == [("client", 4001)]
+
+
+def test_headers_reject_non_latin1_values() -> None:
+    with pytest.raises(TypeError, match="outside Latin-1"):
+        Headers({"X-Name": "Zoë ✓"})
+    assert Headers({"X-Name": "Zoë"}).get("x-name") == "Zoë"  # Latin-1 is a ByteString

@@ -265,7 +265,36 @@ def test_slowloris_on_the_next_request_of_a_keep_alive_connection() -> None:
         served(srv)
 
 
+def test_slowloris_behind_a_slow_pipelined_request() -> None:
+    # The next request's head starts while the first is still being answered: once the
+    # answer is out, the rest of that head still has only the header timeout.
+    with serve(APP, "--header-timeout", "1", "--keep-alive-timeout", "30") as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHo")
+            assert read_response(sock).endswith(b"slow done")
+            assert closed_within(sock, 4.0) is not None, "unfinished head was never cut"
+        served(srv)
+
+
 # -- clients that do not read -------------------------------------------------------------
+
+
+def test_http_client_that_never_reads_its_responses() -> None:
+    # 400 pipelined requests for 256 KiB answers (100 MiB), never read: the server stops
+    # answering (and reading) once its send buffer is full, so its memory stays flat.
+    with serve(APP) as srv:
+        before = proc_kib(srv.pid, "VmRSS")
+        with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(400):
+                    sock.send(request)
+            served(srv)  # others are answered meanwhile
+            grown = proc_kib(srv.pid, "VmRSS") - before
+            assert grown < 20 * 1024, f"server grew by {grown} KiB for an unread client"
+        served(srv)
 
 
 def test_client_that_never_reads_is_backpressured_then_dropped() -> None:

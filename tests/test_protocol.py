@@ -116,3 +116,25 @@ def test_large_frame_buffered_without_quadratic_copies() -> None:
     for i in range(0, len(data), 65536):
         conn.receive_data(data[i : i + 65536])
     assert rec.events == [("message", b"z" * (4 << 20))]
+
+
+def test_fragmented_compressed_message_counted_once() -> None:
+    import zlib
+
+    from stateroom.protocol.deflate import negotiate
+
+    deflate, _ = negotiate("permessage-deflate")
+    out: list[bytes] = []
+    rec = Recorder()
+    conn = ServerConnection(out.append, rec, max_message_size=1000, deflate=deflate)
+    message = bytes(range(256)) * 3 + b"x" * 132  # 900 bytes, barely compressible
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    third = len(data) // 3
+    parts = [data[:third], data[third : 2 * third], data[2 * third :]]
+    conn.receive_data(
+        frame(0x2, parts[0], fin=False, rsv=0x40)
+        + frame(0x0, parts[1], fin=False)
+        + frame(0x0, parts[2])
+    )
+    assert rec.events == [("message", message)]

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -197,3 +198,16 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     missing = [k for k in acked if k not in stored]
     assert len(acked) > rounds * 20
     assert missing == []
+
+
+@pytest.mark.parametrize("storage", ["--in-memory", "--persist-to"])
+def test_alarm_survives_a_code_reload(tmp_path: Path, storage: str) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).parent / "apps" / "storage", app)
+    args = [storage] if storage == "--in-memory" else [storage, str(tmp_path / "data")]
+    with serve(app, *args, command="dev") as srv:
+        assert fetch(srv, "/store/alarm-set?obj=reload&ms=1500") == (200, "set")
+        source = app / "worker.py"
+        source.write_text(source.read_text() + "\n# edited\n")
+        srv.wait_for_log(r"reloaded")
+        wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=reload")[1]) != [])

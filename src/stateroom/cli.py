@@ -239,8 +239,11 @@ async def _watch(
         for conn in list(server.connections):
             if isinstance(conn, WebSocketConnection) and conn.peer._tags is None:
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
-        await old.shutdown()
+        # New requests go to the new version from now on; the old one evicts its objects
+        # (closing their storage) before anything else runs, then its alarms are re-armed
+        # by the new one from storage.
         server.runtime = runtime
         server.options.allowed_origins = runtime.config.allowed_origins
+        await old.shutdown()
         runtime.start()
         logger.info("reloaded (%d hibernatable WebSockets kept open)", kept)

@@ -18,8 +18,18 @@ def _check(name: str, value: str) -> tuple[str, str]:
     if not name or any(c in name for c in " \t\r\n:"):
         raise TypeError(f"Invalid header name: {name!r}")
     value = value.strip(" \t")
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise TypeError(f"Invalid header value for {name!r}: {value!r}")
+    if "\r" in value or "\n" in value or "\0" in value or not value.isascii():
+        try:
+            value.encode("latin-1")  # a ByteString, as the Fetch API requires
+        except UnicodeEncodeError:
+            raise TypeError(
+                f"Invalid header value for {name!r}: {value!r} has characters outside "
+                "Latin-1; percent-encode it (urllib.parse.quote) or use RFC 8187 encoding"
+            ) from None
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise TypeError(f"Invalid header value for {name!r}: {value!r}")
+    if not name.isascii():
+        raise TypeError(f"Invalid header name: {name!r}")
     return name, value
 
 

@@ -13,6 +13,7 @@ while the object's input gate is closed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterator
@@ -277,8 +278,12 @@ class WebSocket:
 
     def _deliver(self, kind: str, args: tuple[Any, ...]) -> None:
         host = self._host
-        if host is None:
-            self._dispatch(kind, args)
+        if host is None:  # a pair used outside any object (in a Worker)
+            pending = self._dispatch(kind, args)
+            if pending is not None:
+                task = asyncio.get_running_loop().create_task(pending)
+                _DETACHED.add(task)
+                task.add_done_callback(_DETACHED.discard)
         else:
             host.deliver_socket_event(self, kind, args)
 
@@ -299,8 +304,11 @@ class WebSocket:
                 result = listener(event)
                 if result is not None and hasattr(result, "__await__"):
                     pending = _chain(pending, result)
-        if kind == "close" and pending is None:
-            self._auto_close(event.code)
+        if kind == "close":
+            if pending is None:
+                self._auto_close(event.code)
+            else:
+                pending = _then_auto_close(pending, self, event.code)
         return pending
 
     def _auto_respond(self, response: str) -> None:
@@ -330,6 +338,18 @@ class WebSocket:
                     host.socket_closed(self)
                 else:
                     host.hibernatable_closed(self)
+
+
+# Tasks of async listeners on pairs that belong to no object: kept alive until done.
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
+async def _then_auto_close(pending: Any, ws: WebSocket, code: int) -> None:
+    """An async close listener: answer the peer's close once it has finished."""
+    try:
+        await pending
+    finally:
+        ws._auto_close(code)
 
 
 async def _chain(first: Any, second: Any) -> None:

@@ -286,15 +286,14 @@ class ServerConnection:
         deflate = self.deflate
         assert deflate is not None
         try:
-            return deflate.decompress_fragment(
-                payload, fin=fin, max_size=self.max_message_size - self._frag_size
-            )
+            # The limit is for the whole message; the extension counts across fragments.
+            return deflate.decompress_fragment(payload, fin=fin, max_size=self.max_message_size)
         except MessageTooBig:
             raise ProtocolError(
                 CLOSE_TOO_BIG,
                 f"Message is too large: over {self.max_message_size} bytes when decompressed",
             ) from None
-        except DecompressionError as exc:
+        except (DecompressionError, ValueError) as exc:
             raise ProtocolError(CLOSE_INVALID_DATA, f"Invalid compressed data: {exc}") from None
 
     def _frame(self, b0: int, opcode: int, payload: bytes) -> None:

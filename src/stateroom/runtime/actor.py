@@ -81,23 +81,23 @@ class ActorNamespace:
     def persisted_alarms(self) -> list[tuple[str, int]]:
         """(object id, alarm ms) for every stored object of this class with an alarm."""
         backend = self.backend
-        if not isinstance(backend, SqliteBackend) or backend.data_dir is None:
+        if not isinstance(backend, SqliteBackend):
             return []
-        folder = backend.data_dir / self.storage_name
         found = []
-        for path in sorted(folder.glob("*.sqlite3")) if folder.is_dir() else []:
-            hex_id = path.stem
-            if hex_id in self.hosts:
-                continue
-            try:
-                store = backend.open(self.storage_name, hex_id)
-            except Exception:
-                logger.exception("cannot read the alarm of %s", path)
-                continue
-            try:
-                when = store.get_alarm()
-            finally:
-                store.close()
+        for hex_id in backend.stored_objects(self.storage_name):
+            host = self.hosts.get(hex_id)
+            if host is not None and host.storage is not None:
+                when = host.storage.store.get_alarm()
+            else:
+                try:
+                    store = backend.open(self.storage_name, hex_id)
+                except Exception:
+                    logger.exception("cannot read the alarm of %s/%s", self.storage_name, hex_id)
+                    continue
+                try:
+                    when = store.get_alarm()
+                finally:
+                    store.close()
             if when is not None:
                 found.append((hex_id, when))
         return found

@@ -6,11 +6,13 @@ makes a new one when the code changes; the server keeps its sockets.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import logging
 import sys
 from itertools import count
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -49,6 +51,15 @@ def load_module(config: WorkerConfig) -> ModuleType:
     root = str(config.root)
     if root not in sys.path:
         sys.path.insert(0, root)
+    # Helper modules of the app are imported afresh too, or a reload would miss their edits.
+    installed = (Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name == "stateroom" or name.startswith("stateroom."):
+            continue
+        file = Path(path).resolve()
+        if file.is_relative_to(config.root) and not any(file.is_relative_to(p) for p in installed):
+            del sys.modules[name]
     name = f"stateroom_app_{next(_generation)}_{config.main.stem}"
     spec = importlib.util.spec_from_file_location(name, config.main)
     if spec is None or spec.loader is None:
@@ -152,11 +163,14 @@ class WorkerRuntime:
                 old_host.hibernatable.clear()
         return moved
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, drain_timeout: float = 10.0) -> None:
         # Objects go first, so their storage is free for a version taking over at once.
         for ns in self.namespaces.values():
             await ns.shutdown()
-        await self.ctx.drain()
+        try:
+            await asyncio.wait_for(self.ctx.drain(), drain_timeout)
+        except TimeoutError:
+            logger.warning("waitUntil() work still running after %.0fs; abandoned", drain_timeout)
 
 
 def _apply_renames(config: WorkerConfig, backend: StorageBackend) -> None:

@@ -87,6 +87,7 @@ class HttpConnection(asyncio.Protocol):
         self._in_message = False
         self._reading_paused = False
         self._expect_continue = False
+        self._write_paused: asyncio.Future[None] | None = None
         self._head_pending = False
         self._head_bytes = 0
         self._completed = 0
@@ -112,6 +113,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._cancel_timer()
+        if self._write_paused is not None and not self._write_paused.done():
+            self._write_paused.cancel()
         self.server.connection_closed(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -168,10 +171,16 @@ class HttpConnection(asyncio.Protocol):
         return bool(self._queue or (self._task and not self._task.done()))
 
     def pause_writing(self) -> None:
+        # The client is not reading its responses: read no more requests, and answer
+        # no more of the queued ones, until it catches up.
+        self._write_paused = self.loop.create_future()
         self._pause_reading()
 
     def resume_writing(self) -> None:
-        if self._stalled is None:
+        waiter, self._write_paused = self._write_paused, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._stalled is None and len(self._queue) < 8:
             self._resume_reading()
 
     # -- httptools callbacks ----------------------------------------------------
@@ -265,13 +274,16 @@ class HttpConnection(asyncio.Protocol):
 
     async def _process(self) -> None:
         while self._queue and not self._closing:
+            if self._write_paused is not None:
+                await self._write_paused
+                continue
             pending = self._queue.popleft()
             if pending.request is None:
                 assert self.transport is not None and pending.error is not None
                 self.transport.write(pending.error)
                 self._close()
                 return
-            if len(self._queue) < 8 and self._stalled is None:
+            if len(self._queue) < 8 and self._stalled is None and self._write_paused is None:
                 self._resume_reading()
             if not self._origin_allowed(pending.request):
                 assert self.transport is not None
@@ -286,13 +298,26 @@ class HttpConnection(asyncio.Protocol):
             if response.webSocket is not None:
                 self._upgrade(pending, response)
                 return
-            self._write_response(pending, response)
+            try:
+                self._write_response(pending, response)
+            except Exception:
+                logger.exception("Cannot send the response to %s", pending.request.url)
+                self._write_response(
+                    pending,
+                    Response(
+                        "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
+                    ),
+                )
             if self._closing:
                 return
             if pending.upgrade_tail is not None:
                 self._resume_after_upgrade_refused(pending.upgrade_tail)
-        if not self._closing and not self._in_message:
-            self._arm_timer(self.options.keep_alive_timeout)
+        if not self._closing:
+            # Idle: the keep-alive timeout; mid-way through the next request's head (it
+            # started while we were busy): the rest of its header timeout.
+            self._arm_timer(
+                self.options.header_timeout if self._in_message else self.options.keep_alive_timeout
+            )
 
     def _origin_allowed(self, request: Request) -> bool:
         """Cross-site WebSocket hijacking guard: browsers send Origin, and only the

@@ -666,6 +666,16 @@ class SqliteBackend(StorageBackend):
             raise ValueError("an in-memory SqliteBackend has no files")
         return self.data_dir / namespace / f"{object_id}.sqlite3"
 
+    def stored_objects(self, namespace: str) -> list[str]:
+        """Ids of the objects of ``namespace`` that have a database (file or in memory)."""
+        if self.in_memory:
+            return sorted(oid for ns, oid in self._memory if ns == namespace)
+        assert self.data_dir is not None
+        folder = self.data_dir / namespace
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.sqlite3") if _OBJECT_ID_RE.fullmatch(p.stem))
+
     def open(self, namespace: str, object_id: str) -> SqliteObjectStore:
         key = (namespace, object_id)
         if key in self._open:

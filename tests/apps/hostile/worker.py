@@ -35,6 +35,8 @@ class Default(WorkerEntrypoint):
             return Response.json(STATS)
         if path == "/url":
             return Response(request.url)
+        if path == "/big":
+            return Response(b"x" * 262144)
         if path == "/slow":
             print("slow-start", flush=True)
             await asyncio.sleep(0.5)
