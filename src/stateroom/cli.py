@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import signal
 import ssl
@@ -113,8 +114,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# glibc mallopt() parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def _tune_malloc() -> None:
+    """Stop glibc from handing message-sized buffers back to the kernel after each use.
+
+    glibc adapts its mmap threshold and trims the heap top as memory is freed; after a
+    burst of connections it can end up mapping and unmapping (or trimming and regrowing)
+    memory for every large message, so each 64 KiB echo pays page faults: measured here,
+    a 4x drop in 64 KiB throughput, almost all of it kernel time. Fixed thresholds keep
+    buffers below 1 MiB on the heap and keep up to 16 MiB of free heap for reuse.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 16 * 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _tune_malloc()
     logging.basicConfig(
         level=args.log_level.upper(), format="stateroom: %(message)s", stream=sys.stderr
     )
