@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from stateroom.api.requests import Request
 from stateroom.api.websockets import ABNORMAL, Message, WebSocket
-from stateroom.protocol.connection import ServerConnection
+from stateroom.protocol.connection import OPEN, ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
-from stateroom.protocol.frames import CLOSE_GOING_AWAY
+from stateroom.protocol.frames import CLOSE_GOING_AWAY, apply_mask
 from stateroom.protocol.handshake import accept_key
 from stateroom.runtime.context import current_host
 
@@ -99,6 +99,40 @@ class WebSocketConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        n = len(data)
+        if (
+            # The most common read by far: exactly one whole, masked, unfragmented text
+            # frame under 126 bytes, nothing buffered, no extension. It passes every check
+            # of the general parser, so only UTF-8 remains to be checked here.
+            n < 132
+            and data[0] == 0x81
+            and data[1] - 0x80 == n - 6
+            and not protocol._buf
+            and not protocol._frag_opcode
+            and protocol.deflate is None
+            and protocol.state == OPEN
+            and n - 6 <= protocol.max_message_size
+        ):
+            try:
+                text = apply_mask(data[6:], data[2:6]).decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # the general path fails the connection with 1007
+            else:
+                batch: list[bytes] = []
+                self._batch = batch
+                token = current_host.set(self.peer._host)
+                try:
+                    self.peer._receive_message(text)
+                finally:
+                    current_host.reset(token)
+                    self._batch = None
+                    if batch:
+                        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                return
+        self._data_received(data)
+
+    def _data_received(self, data: bytes) -> None:
         batch: list[bytes] = []
         self._batch = batch
         # User code run for these messages belongs to the socket's object.
