@@ -67,7 +67,8 @@ TABLES = [
 
 
 def latest_results() -> Path:
-    files = sorted(p for p in RESULTS_DIR.glob("*.json") if p.is_file())
+    # Suite runs are named by their UTC start time; other results (wake-*.json) are not.
+    files = sorted(p for p in RESULTS_DIR.glob("[0-9]*T*Z.json") if p.is_file())
     if not files:
         raise SystemExit(f"no results in {RESULTS_DIR}: run `make bench` first")
     return files[-1]

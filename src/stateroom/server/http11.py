@@ -235,7 +235,7 @@ class HttpConnection(asyncio.Protocol):
         headers = Headers._trusted(self._headers)
         host = headers.get("host")
         if host is None or not host:
-            raise _Reject(400, "Bad Request", missing_host=True)
+            raise _Reject(400, "Bad Request")
         url = self._url
         if not url.startswith(b"/"):
             parsed = httptools.parse_url(url)
@@ -465,11 +465,10 @@ class HttpConnection(asyncio.Protocol):
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, body: str, *, missing_host: bool = False) -> None:
+    def __init__(self, status: int, body: str) -> None:
         super().__init__(body)
         self.status = status
         self.body = body
-        self.missing_host = missing_host
 
 
 def _parser_error_text(message: str) -> str:
