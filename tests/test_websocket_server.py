@@ -395,3 +395,15 @@ def test_fragmented_message_over_limit(srv: RunningServer) -> None:
     assert client.recv_frame() == (0x88, b"\x03\xf1Message is too large: 13631488 > 12582912")
     assert client.at_eof()
     wait_connections(srv, 0)
+
+
+def test_frames_trickled_one_byte_at_a_time(srv: RunningServer) -> None:
+    client = RawClient(srv.host, srv.port)
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = frame(0x1, b"hel", fin=False) + frame(0x9, b"p") + frame(0x0, b"lo") + frame(0x1, b"x")
+    for i in range(len(data)):
+        client.send(data[i : i + 1])
+    assert client.recv_raw_frame() == b"\x8a\x01p"
+    assert client.recv_raw_frame() == b"\x81\x17[Durable Object]: hello"
+    assert client.recv_raw_frame() == b"\x81\x13[Durable Object]: x"
+    client.close()

@@ -105,7 +105,7 @@ class WebSocketConnection(asyncio.Protocol):
             # The most common read by far: exactly one whole, masked, unfragmented text
             # frame under 126 bytes, nothing buffered, no extension. It passes every check
             # of the general parser, so only UTF-8 remains to be checked here.
-            n < 132
+            6 <= n < 132
             and data[0] == 0x81
             and data[1] - 0x80 == n - 6
             and not protocol._buf
