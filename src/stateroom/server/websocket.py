@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from stateroom.api.requests import Request
 from stateroom.api.websockets import ABNORMAL, Message, WebSocket
@@ -119,26 +120,18 @@ class WebSocketConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 pass  # the general path fails the connection with 1007
             else:
-                batch: list[bytes] = []
-                self._batch = batch
-                token = current_host.set(self.peer._host)
-                try:
-                    self.peer._receive_message(text)
-                finally:
-                    current_host.reset(token)
-                    self._batch = None
-                    if batch:
-                        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                self._batched(self.peer._receive_message, text)
                 return
-        self._data_received(data)
+        self._batched(protocol.receive_data, data)
 
-    def _data_received(self, data: bytes) -> None:
+    def _batched(self, receive: Callable[[Any], None], arg: Any) -> None:
+        """Run ``receive(arg)`` as the socket's object, sending its writes in one go."""
         batch: list[bytes] = []
         self._batch = batch
         # User code run for these messages belongs to the socket's object.
         token = current_host.set(self.peer._host)
         try:
-            self.protocol.receive_data(data)
+            receive(arg)
         finally:
             current_host.reset(token)
             self._batch = None
