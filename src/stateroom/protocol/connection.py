@@ -382,6 +382,10 @@ class ServerConnection:
     def send_text(self, text: str) -> None:
         self._send(FIN | OP_TEXT, text.encode("utf-8"))
 
+    def send_encoded_text(self, data: bytes) -> None:
+        """``send_text`` for a caller that already holds the UTF-8 bytes."""
+        self._send(FIN | OP_TEXT, data)
+
     def send_binary(self, data: bytes) -> None:
         self._send(FIN | OP_BINARY, data)
 

@@ -194,7 +194,7 @@ class WebSocketConnection(asyncio.Protocol):
                 else:
                     self.transport.write(frame)
             else:
-                protocol.send_text(message)
+                protocol.send_encoded_text(data)
         else:
             protocol.send_binary(message)  # type: ignore[arg-type]  # bytes, by the test above
         if self._paused and (
