@@ -4,12 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
-LINT_PATHS := $(wildcard src tests examples bench conformance)
+LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 
-.PHONY: run test lint typecheck install workerd clean bench bench-smoke bench-report profile \
-	conformance conformance-full
+.PHONY: run test test-pure lint typecheck install workerd clean bench bench-smoke bench-report \
+	profile conformance conformance-full
 
-$(STAMP): pyproject.toml
+# The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
+HOT_SOURCES := src/stateroom/compiled.py src/stateroom/protocol/frames.py \
+	src/stateroom/protocol/connection.py src/stateroom/server/websocket.py \
+	src/stateroom/api/websockets.py
+PURE := build/pure
+
+$(STAMP): pyproject.toml setup.py $(HOT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -27,11 +33,19 @@ workerd: $(WORKERD)
 run: $(STAMP)
 	$(BIN)/stateroom dev examples/websocket-server --port 8787
 
+# The suite runs twice: on the compiled build, then on the same source as pure Python
+# (what an install without a C compiler runs).
 test: $(STAMP) $(WORKERD)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-pure
+
+test-pure: $(STAMP) $(WORKERD)
+	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
+	find $(PURE) -name '*.so' -delete
+	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider
 
 lint:
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -77,4 +91,4 @@ profile: $(BENCH_STAMP)
 	$(BIN)/python -m bench.profile
 
 clean:
-	rm -rf $(VENV) reference/node_modules bench/build bench/node/node_modules conformance/.venv
+	rm -rf $(VENV) build src/*.so src/stateroom/*/*.so reference/node_modules bench/build bench/node/node_modules conformance/.venv

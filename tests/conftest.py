@@ -9,7 +9,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from stateroom.compiled import stale_modules
 from support import serve as _serve
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    stale = stale_modules()
+    if stale:
+        # The compiled extension would shadow the edited source: the tests would test old code.
+        raise pytest.UsageError(
+            "these hot modules changed since they were compiled: "
+            + ", ".join(stale)
+            + ". Rebuild with `make test` (or `.venv/bin/pip install -e .`)."
+        )
 
 
 @pytest.fixture

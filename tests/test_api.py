@@ -131,3 +131,32 @@ def test_headers_reject_non_latin1_values() -> None:
     with pytest.raises(TypeError, match="outside Latin-1"):
         Headers({"X-Name": "Zoë ✓"})
     assert Headers({"X-Name": "Zoë"}).get("x-name") == "Zoë"  # Latin-1 is a ByteString
+
+
+def test_websocket_constants_on_class_and_instance() -> None:
+    # Compiled (mypyc) classes keep these as class attributes, not per-instance slots.
+    from stateroom.api.websockets import CloseEvent, ErrorEvent, MessageEvent, WebSocket
+
+    assert (WebSocket.CONNECTING, WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED) == (
+        0,
+        1,
+        2,
+        3,
+    )
+    client, _server = WebSocketPair()
+    assert (client.OPEN, client.readyState) == (1, 0)
+    assert (MessageEvent.type, CloseEvent.type, ErrorEvent.type) == ("message", "close", "error")
+    assert MessageEvent("x").type == "message"
+    assert CloseEvent(1000, "", True).was_clean is True
+
+
+def test_hot_path_is_compiled_unless_pure_python_was_asked_for() -> None:
+    import os
+
+    from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
+
+    assert stale_modules() == []
+    if os.environ.get("STATEROOM_PURE_PYTHON"):
+        assert compiled_modules() == []
+    else:
+        assert compiled_modules() == list(HOT_MODULES)

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import ConfigError, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
 from stateroom.runtime.actor import RuntimeOptions
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="stateroom: %(message)s", stream=sys.stderr
     )
+    _report_build()
     try:
         _run(_serve(args))
     except ConfigError as exc:
@@ -152,6 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _report_build() -> None:
+    compiled = compiled_modules()
+    if len(compiled) < len(HOT_MODULES):
+        logger.warning(
+            "the WebSocket hot path runs as pure Python (%d of %d modules compiled): "
+            "expect lower throughput; install a C compiler and reinstall stateroom "
+            "to compile it with mypyc",
+            len(compiled),
+            len(HOT_MODULES),
+        )
+    for source in stale_modules():
+        logger.warning(
+            "%s changed after it was compiled; the old compiled code runs until you "
+            "reinstall (pip install -e .)",
+            source,
+        )
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

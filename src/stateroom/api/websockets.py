@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from stateroom.runtime.context import current_host
 
@@ -49,7 +49,7 @@ class WebSocketSink(Protocol):
 
 class MessageEvent:
     __slots__ = ("data",)
-    type = "message"
+    type: ClassVar[str] = "message"
 
     def __init__(self, data: Message) -> None:
         self.data = data
@@ -57,7 +57,7 @@ class MessageEvent:
 
 class CloseEvent:
     __slots__ = ("code", "reason", "wasClean")
-    type = "close"
+    type: ClassVar[str] = "close"
 
     def __init__(self, code: int, reason: str, was_clean: bool) -> None:
         self.code = code
@@ -71,7 +71,7 @@ class CloseEvent:
 
 class ErrorEvent:
     __slots__ = ("error", "message")
-    type = "error"
+    type: ClassVar[str] = "error"
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -84,13 +84,12 @@ Listener = Callable[[Any], Any]
 class WebSocket:
     """One end of a WebSocket, with the Fetch-style event API."""
 
-    CONNECTING = CONNECTING
-    OPEN = OPEN
-    CLOSING = CLOSING
-    CLOSED = CLOSED
+    CONNECTING: ClassVar[int] = CONNECTING
+    OPEN: ClassVar[int] = OPEN
+    CLOSING: ClassVar[int] = CLOSING
+    CLOSED: ClassVar[int] = CLOSED
 
     __slots__ = (
-        "__weakref__",
         "_accepted",
         "_attachment",
         "_auto_response_timestamp",
@@ -113,7 +112,7 @@ class WebSocket:
         self._accepted = False
         self._close_sent = False
         self._ended = False
-        self._host: ActorHost | None = current_host.get()
+        self._host: ActorHost | None = current_host.get(None)
         # Events that arrived before accept(); delivered in order on accept.
         self._backlog: list[tuple[str, tuple[Any, ...]]] | None = None
         # Hibernation API state (set by ctx.acceptWebSocket); None in listener mode.
@@ -138,7 +137,7 @@ class WebSocket:
     def _mark_accepted(self) -> None:
         self._accepted = True
         if self._host is None:
-            self._host = current_host.get()
+            self._host = current_host.get(None)
         if self.readyState == CONNECTING:
             self.readyState = OPEN
         if self._host is not None and self._tags is None:
@@ -150,14 +149,16 @@ class WebSocket:
     def addEventListener(self, type: str, listener: Listener) -> None:
         self._listeners.setdefault(type, []).append(listener)
 
-    add_event_listener = addEventListener
+    def add_event_listener(self, type: str, listener: Listener) -> None:
+        self.addEventListener(type, listener)
 
     def removeEventListener(self, type: str, listener: Listener) -> None:
         listeners = self._listeners.get(type)
         if listeners and listener in listeners:
             listeners.remove(listener)
 
-    remove_event_listener = removeEventListener
+    def remove_event_listener(self, type: str, listener: Listener) -> None:
+        self.removeEventListener(type, listener)
 
     def send(self, message: Message | bytearray | memoryview) -> None:
         if not self._accepted:
@@ -204,14 +205,16 @@ class WebSocket:
 
         self._attachment = serialize_attachment(value)
 
-    serialize_attachment = serializeAttachment
+    def serialize_attachment(self, value: Any) -> None:
+        self.serializeAttachment(value)
 
     def deserializeAttachment(self) -> Any:
         from stateroom.runtime.hibernation import deserialize_attachment
 
         return deserialize_attachment(self._attachment)
 
-    deserialize_attachment = deserializeAttachment
+    def deserialize_attachment(self) -> Any:
+        return self.deserializeAttachment()
 
     # -- runtime side ---------------------------------------------------
 
