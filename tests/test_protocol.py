@@ -118,6 +118,50 @@ def test_large_frame_buffered_without_quadratic_copies() -> None:
     assert rec.events == [("message", b"z" * (4 << 20))]
 
 
+@given(
+    st.text(min_size=1, max_size=3000),
+    st.integers(min_value=1, max_value=700),
+    st.text(max_size=20),
+)
+def test_streamed_text_frame_any_split(text: str, chunk: int, after: str) -> None:
+    # A text frame that arrives over several reads is unmasked and decoded as it
+    # arrives (multi-byte characters split across reads), then the next frame follows.
+    data = frame(0x1, text.encode()) + frame(0x1, after.encode())
+    conn, rec, _ = make()
+    for i in range(0, len(data), chunk):
+        conn.receive_data(data[i : i + chunk])
+    assert rec.events == [("message", text), ("message", after)]
+
+
+def test_streamed_text_frame_fails_fast_on_invalid_utf8() -> None:
+    conn, rec, out = make()
+    data = frame(0x1, b"a" * 1000 + b"\xff" + b"b" * 1000)
+    conn.receive_data(data[:500])
+    assert rec.events == []
+    conn.receive_data(data[500:1100])  # the bad byte is here; the frame is not finished
+    assert rec.events == [("fail", 1007, "Invalid UTF-8 in text message")]
+    assert out == [frame_header(0x88, 31) + b"\x03\xefInvalid UTF-8 in text message"]
+    conn.receive_data(data[1100:])  # the rest of the frame is ignored
+    assert len(rec.events) == 1
+
+
+def test_streamed_text_frame_truncated_character_at_the_end_fails() -> None:
+    conn, rec, _ = make()
+    data = frame(0x1, b"x" * 300 + "☃".encode()[:2])
+    conn.receive_data(data[:100])
+    conn.receive_data(data[100:])
+    assert rec.events == [("fail", 1007, "Invalid UTF-8 in text message")]
+
+
+def test_large_text_frame_streamed() -> None:
+    conn, rec, _ = make(limit=8 << 20)
+    text = "é" * (2 << 20)
+    data = frame(0x1, text.encode())
+    for i in range(0, len(data), 65536):
+        conn.receive_data(data[i : i + 65536])
+    assert rec.events == [("message", text)]
+
+
 def test_fragmented_compressed_message_counted_once() -> None:
     import zlib
 

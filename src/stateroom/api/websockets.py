@@ -49,7 +49,7 @@ class WebSocketSink(Protocol):
 
 class MessageEvent:
     __slots__ = ("data",)
-    type: ClassVar[str] = "message"
+    type = "message"
 
     def __init__(self, data: Message) -> None:
         self.data = data
@@ -57,7 +57,7 @@ class MessageEvent:
 
 class CloseEvent:
     __slots__ = ("code", "reason", "wasClean")
-    type: ClassVar[str] = "close"
+    type = "close"
 
     def __init__(self, code: int, reason: str, was_clean: bool) -> None:
         self.code = code
@@ -71,7 +71,7 @@ class CloseEvent:
 
 class ErrorEvent:
     __slots__ = ("error", "message")
-    type: ClassVar[str] = "error"
+    type = "error"
 
     def __init__(self, error: BaseException) -> None:
         self.error = error

@@ -85,6 +85,24 @@ class _Peek:
         self.checked = 0
 
 
+class _Stream:
+    """An unfragmented, uncompressed text frame whose payload is still arriving.
+
+    Its payload is unmasked and decoded as it arrives and never buffered raw, so a
+    large message costs one pass of each, and invalid UTF-8 fails the connection as
+    soon as it is on the wire.
+    """
+
+    __slots__ = ("decoder", "mask", "offset", "parts", "remaining")
+
+    def __init__(self, mask: bytes, remaining: int) -> None:
+        self.mask = mask
+        self.remaining = remaining
+        self.offset = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.parts: list[str] = []
+
+
 class ServerConnection:
     """One server-side WebSocket connection's framing, validation and close handshake."""
 
@@ -97,6 +115,7 @@ class ServerConnection:
         "_handler",
         "_need",
         "_peek",
+        "_stream",
         "_utf8",
         "close_received",
         "close_sent",
@@ -118,6 +137,7 @@ class ServerConnection:
         self.deflate = deflate
         self._frag_compressed = False
         self._peek: _Peek | None = None
+        self._stream: _Stream | None = None
         self._handler = handler
         self.max_message_size = max_message_size
         self.state = OPEN
@@ -135,6 +155,10 @@ class ServerConnection:
     def receive_data(self, data: bytes) -> None:
         if self.close_received or self.state == CLOSED:
             return
+        if self._stream is not None:
+            data = self._feed_stream(data)
+            if not data or self.close_received or self.state == CLOSED:
+                return
         buf = self._buf
         if buf:
             buf += data
@@ -202,6 +226,10 @@ class ServerConnection:
                     self._check_header(b0, b1, opcode, length)
                 stop = pos + header + length
                 if stop > end:
+                    if b0 == 0x81 and end - pos >= header:
+                        # A whole text message in one frame, still arriving: stream it.
+                        self._start_stream(buf, pos + header, length)
+                        return
                     self._need = stop - pos
                     if self._peek is None and not b0 & RSV1 and self._is_text(opcode):
                         if end - pos < header:
@@ -231,6 +259,35 @@ class ServerConnection:
             return
         if pos < end and self.state != CLOSED:
             self._buf = bytearray(buf[pos:])
+
+    def _start_stream(self, buf: bytes, start: int, length: int) -> None:
+        self._peek = None
+        self._stream = _Stream(bytes(buf[start - 4 : start]), length)
+        if start < len(buf):
+            self._feed_stream(memoryview(buf)[start:])
+
+    def _feed_stream(self, data: bytes | memoryview) -> bytes:
+        """Take the streaming frame's part of ``data``; return what follows the frame."""
+        stream = self._stream
+        assert stream is not None
+        n = len(data)
+        last = n >= stream.remaining
+        chunk = memoryview(data)[: stream.remaining] if n > stream.remaining else data
+        k = stream.offset & 3
+        mask = stream.mask[k:] + stream.mask[:k] if k else stream.mask
+        try:
+            stream.parts.append(stream.decoder.decode(apply_mask(chunk, mask), last))
+        except UnicodeDecodeError:
+            self.fail(CLOSE_INVALID_DATA, "Invalid UTF-8 in text message")
+            return b""
+        if not last:
+            stream.offset += n
+            stream.remaining -= n
+            return b""
+        self._stream = None
+        parts = stream.parts
+        self._handler.on_message(parts[0] if len(parts) == 1 else "".join(parts))
+        return bytes(data[stream.remaining :]) if n > stream.remaining else b""
 
     def _is_text(self, opcode: int) -> bool:
         if opcode == OP_TEXT:
@@ -422,5 +479,6 @@ class ServerConnection:
         self.send_close(code, reason)
         self.state = CLOSED
         self._buf = bytearray()
+        self._stream = None
         self._frag_parts = []
         self._handler.on_failure(code, reason)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("stateroom.server")
 
+# Headers of unfragmented, unmasked text frames under 126 bytes, by length.
+_TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
+
 
 class WebSocketConnection(asyncio.Protocol):
     """One upgraded client connection, bound to a ``WebSocket`` end."""
@@ -118,6 +121,7 @@ class WebSocketConnection(asyncio.Protocol):
             and self._plain
             and protocol.state == OPEN
             and not protocol._buf
+            and protocol._stream is None
             and not protocol._frag_opcode
         ):
             try:
@@ -135,7 +139,7 @@ class WebSocketConnection(asyncio.Protocol):
                     current_host.reset(token)
                     self._batch = None
                     if batch:
-                        self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                        self._flush(batch)
                 return
         self._batched(protocol.receive_data, data)
 
@@ -151,7 +155,14 @@ class WebSocketConnection(asyncio.Protocol):
             current_host.reset(token)
             self._batch = None
             if batch:
-                self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                self._flush(batch)
+
+    def _flush(self, batch: list[bytes]) -> None:
+        if len(batch) == 1:
+            self.transport.write(batch[0])
+        else:
+            # One writev, without joining: large payloads are queued apart from their header.
+            self.transport.writelines(batch)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost follows
@@ -202,7 +213,7 @@ class WebSocketConnection(asyncio.Protocol):
             data = message.encode()
             if len(data) < 126 and protocol.deflate is None and not protocol.close_sent:
                 # The common case, framed inline: FIN + text, 7-bit length, unmasked.
-                frame = bytes((0x81, len(data))) + data
+                frame = _TEXT_HEADERS[len(data)] + data
                 batch = self._batch
                 if batch is not None:
                     batch.append(frame)
