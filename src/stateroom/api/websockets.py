@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from stateroom.runtime.context import current_host
+from stateroom.runtime.eager import start_eagerly
 
 if TYPE_CHECKING:
     from stateroom.runtime.actor import ActorHost
@@ -253,7 +254,9 @@ class WebSocket:
             try:
                 result = handler(self, message)
                 if result is not None and hasattr(result, "__await__"):
-                    host.start(result)
+                    task = start_eagerly(result, host.loop)  # host.start(), inlined
+                    if task is not None:
+                        host.track(task)
             except Exception:
                 logger.exception("Uncaught exception in webSocketMessage()")
             return
@@ -268,7 +271,9 @@ class WebSocket:
                 logger.exception("Uncaught exception in a WebSocket message handler")
                 continue
             if result is not None and hasattr(result, "__await__"):
-                host.start(result)
+                task = start_eagerly(result, host.loop)  # host.start(), inlined
+                if task is not None:
+                    host.track(task)
 
     def _receive(self, kind: str, *args: Any) -> None:
         """An event arrived for this end (from the network or the peer)."""
