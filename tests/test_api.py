@@ -160,3 +160,21 @@ def test_hot_path_is_compiled_unless_pure_python_was_asked_for() -> None:
         assert compiled_modules() == []
     else:
         assert compiled_modules() == list(HOT_MODULES)
+
+
+def test_id_from_name_is_stable_past_its_cache() -> None:
+    # idFromName caches name -> id; what it returns must not depend on the cache.
+    import types
+
+    from stateroom.api import namespace
+
+    ns = namespace.DurableObjectNamespace(types.SimpleNamespace(secret=b"s" * 32))  # type: ignore[arg-type]
+    names = [f"room-{i}" for i in range(namespace._NAMED_CACHE + 10)]
+    first = [ns.idFromName(n).hex for n in names]
+    assert len(ns._named) <= namespace._NAMED_CACHE
+    assert [ns.idFromName(n).hex for n in names] == first
+    assert len(set(first)) == len(names)
+    again = namespace.DurableObjectNamespace(types.SimpleNamespace(secret=b"s" * 32))  # type: ignore[arg-type]
+    assert again.idFromName("room-3").hex == first[3]
+    assert ns.idFromName("room-3").name == "room-3"
+    assert ns.get(ns.idFromName("room-3")) is not None

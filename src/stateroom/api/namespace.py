@@ -49,6 +49,9 @@ class DurableObjectId:
         return f"DurableObjectId({self.hex!r}, name={self.name!r})"
 
 
+_NAMED_CACHE = 4096
+
+
 def _mac(secret: bytes, body: bytes) -> bytes:
     return hmac.new(secret, b"id:" + body, hashlib.sha256).digest()[:16]
 
@@ -58,13 +61,24 @@ class DurableObjectNamespace:
 
     def __init__(self, runtime: ActorNamespace) -> None:
         self._runtime = runtime
+        # name -> id body: a Worker routing every request by name would otherwise
+        # compute two HMACs per request. Bounded, and cleared whole when full.
+        self._named: dict[str, bytes] = {}
 
     def _make(self, body: bytes, name: str | None) -> DurableObjectId:
         return DurableObjectId((body + _mac(self._runtime.secret, body)).hex(), name)
 
     def idFromName(self, name: str) -> DurableObjectId:
-        body = hmac.new(self._runtime.secret, b"name:" + str(name).encode(), "sha256").digest()
-        return self._make(body[:16], str(name))
+        name = str(name)
+        full = self._named.get(name)
+        if full is None:
+            secret = self._runtime.secret
+            body = hmac.new(secret, b"name:" + name.encode(), "sha256").digest()[:16]
+            full = body + _mac(secret, body)
+            if len(self._named) >= _NAMED_CACHE:
+                self._named.clear()
+            self._named[name] = full
+        return DurableObjectId(full.hex(), name)
 
     id_from_name = idFromName
 

@@ -8,10 +8,8 @@ with its body fully buffered before dispatch. A request whose response is a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import socket
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -96,11 +94,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tr: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        self.transport = tr
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = tr  # uvloop and asyncio both set TCP_NODELAY on accepted sockets
         if len(self.server.connections) >= self.options.max_connections:
             logger.warning("refusing a connection: %d are open", len(self.server.connections))
             tr.write(error_response(503, "ERROR: Too many connections; try again later."))
