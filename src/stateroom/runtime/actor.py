@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -160,6 +161,9 @@ class ActorHost:
         # Storage is opened on first use and closed when the instance leaves memory.
         self.storage: DurableObjectStorage | None = None
         self.output_gate: OutputGate | None = None
+        # The context socket events from the network run in (current_host set), made on
+        # the first one: entering it costs less per message than setting and resetting.
+        self.socket_context: contextvars.Context | None = None
 
     # -- activation -------------------------------------------------------
 

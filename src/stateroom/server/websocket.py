@@ -9,6 +9,7 @@ handling one read are joined into a single ``transport.write``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from stateroom.protocol.handshake import accept_key
 from stateroom.runtime.context import current_host
 
 if TYPE_CHECKING:
+    from stateroom.runtime.actor import ActorHost
     from stateroom.server.server import Server
 
 logger = logging.getLogger("stateroom.server")
@@ -130,13 +132,18 @@ class WebSocketConnection(asyncio.Protocol):
                 pass  # the general path fails the connection with 1007
             else:
                 peer = self.peer
+                host = peer._host
                 batch: list[bytes] = []
                 self._batch = batch
-                token = current_host.set(peer._host)
                 try:
-                    peer._receive_message(text)
+                    if host is None:  # a pair used outside any object
+                        peer._receive_message(text)
+                    else:
+                        context = host.socket_context
+                        if context is None:
+                            context = _host_context(host)
+                        context.run(peer._receive_message, text)
                 finally:
-                    current_host.reset(token)
                     self._batch = None
                     if batch:
                         self._flush(batch)
@@ -148,11 +155,16 @@ class WebSocketConnection(asyncio.Protocol):
         batch: list[bytes] = []
         self._batch = batch
         # User code run for these messages belongs to the socket's object.
-        token = current_host.set(self.peer._host)
+        host = self.peer._host
         try:
-            receive(arg)
+            if host is None:
+                receive(arg)
+            else:
+                context = host.socket_context
+                if context is None:
+                    context = _host_context(host)
+                context.run(receive, arg)
         finally:
-            current_host.reset(token)
             self._batch = None
             if batch:
                 self._flush(batch)
@@ -290,6 +302,14 @@ class WebSocketConnection(asyncio.Protocol):
         if not self._close_delivered:
             self._close_delivered = True
             self.peer._receive("close", code, reason, False)
+
+
+def _host_context(host: ActorHost) -> contextvars.Context:
+    """The context a host's socket events run in: the server's, with ``current_host`` set."""
+    context = contextvars.copy_context()
+    context.run(current_host.set, host)
+    host.socket_context = context
+    return context
 
 
 def _end(ws: WebSocket) -> None:

@@ -110,6 +110,29 @@ class Room(DurableObject):
         self.sockets.append(server)
 
         async def on_message(event):
+            if event.data == "whoami":
+                # Which object the runtime thinks is running: in the handler and in a
+                # task it starts (which must inherit it, like any contextvar).
+                from stateroom.runtime.context import current_host
+
+                here = current_host.get()
+
+                async def later():
+                    await asyncio.sleep(0)
+                    there = current_host.get()
+                    pair = WebSocketPair()
+                    server.send(
+                        json.dumps(
+                            {
+                                "handler": here is not None and here.id.hex == self.ctx.id.hex,
+                                "task": there is here,
+                                "new_pair": pair.server._host is here,
+                            }
+                        )
+                    )
+
+                self.pending = asyncio.get_running_loop().create_task(later())
+                return
             for ws in list(self.sockets):
                 ws.send(event.data)
 
