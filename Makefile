@@ -10,9 +10,10 @@ LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 	profile conformance conformance-full
 
 # The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
-HOT_SOURCES := src/stateroom/compiled.py src/stateroom/protocol/frames.py \
-	src/stateroom/protocol/connection.py src/stateroom/server/websocket.py \
-	src/stateroom/api/websockets.py
+# Their list is stateroom.compiled.HOT_MODULES (a stdlib-only file, as setup.py reads it).
+HOT_SOURCES := src/stateroom/compiled.py $(shell $(PYTHON) -c "import runpy; \
+	print(*('src/' + m.replace('.', '/') + '.py' \
+	for m in runpy.run_path('src/stateroom/compiled.py')['HOT_MODULES']))")
 PURE := build/pure
 
 $(STAMP): pyproject.toml setup.py $(HOT_SOURCES)

@@ -61,24 +61,23 @@ class DurableObjectNamespace:
 
     def __init__(self, runtime: ActorNamespace) -> None:
         self._runtime = runtime
-        # name -> id body: a Worker routing every request by name would otherwise
-        # compute two HMACs per request. Bounded, and cleared whole when full.
-        self._named: dict[str, bytes] = {}
+        # name -> id: a Worker routing every request by name would otherwise compute
+        # two HMACs per request. Bounded, and cleared whole when full.
+        self._named: dict[str, str] = {}
 
     def _make(self, body: bytes, name: str | None) -> DurableObjectId:
         return DurableObjectId((body + _mac(self._runtime.secret, body)).hex(), name)
 
     def idFromName(self, name: str) -> DurableObjectId:
         name = str(name)
-        full = self._named.get(name)
-        if full is None:
-            secret = self._runtime.secret
-            body = hmac.new(secret, b"name:" + name.encode(), "sha256").digest()[:16]
-            full = body + _mac(secret, body)
+        hex_id = self._named.get(name)
+        if hex_id is None:
+            body = hmac.new(self._runtime.secret, b"name:" + name.encode(), "sha256").digest()
+            hex_id = self._make(body[:16], name).hex
             if len(self._named) >= _NAMED_CACHE:
                 self._named.clear()
-            self._named[name] = full
-        return DurableObjectId(full.hex(), name)
+            self._named[name] = hex_id
+        return DurableObjectId(hex_id, name)
 
     id_from_name = idFromName
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from stateroom.runtime.context import current_host
-from stateroom.runtime.eager import start_eagerly
 
 if TYPE_CHECKING:
     from stateroom.runtime.actor import ActorHost
@@ -254,9 +253,7 @@ class WebSocket:
             try:
                 result = handler(self, message)
                 if result is not None and hasattr(result, "__await__"):
-                    task = start_eagerly(result, host.loop)  # host.start(), inlined
-                    if task is not None:
-                        host.track(task)
+                    host.start(result)
             except Exception:
                 logger.exception("Uncaught exception in webSocketMessage()")
             return
@@ -271,9 +268,7 @@ class WebSocket:
                 logger.exception("Uncaught exception in a WebSocket message handler")
                 continue
             if result is not None and hasattr(result, "__await__"):
-                task = start_eagerly(result, host.loop)  # host.start(), inlined
-                if task is not None:
-                    host.track(task)
+                host.start(result)
 
     def _receive(self, kind: str, *args: Any) -> None:
         """An event arrived for this end (from the network or the peer)."""

@@ -313,16 +313,15 @@ class ActorHost:
         """Run a handler's coroutine now; only if it suspends does it become a task."""
         task = start_eagerly(coro, self.loop)
         if task is not None:
-            self.track(task)
+            self._track(task)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work an event started (waitUntil) as part of the object, in a task."""
         task = self.loop.create_task(coro)
-        self.track(task)
+        self._track(task)
         return task
 
-    def track(self, task: asyncio.Task[Any]) -> None:
-        """Count a task an event started as the object's work (idle and hibernation wait for it)."""
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._busy += 1
         self._cancel_idle()
         task.add_done_callback(self._spawned_done)

@@ -3,7 +3,7 @@
 Binds the network connection to the ``client`` end the Worker returned: frames
 from the socket become events on its peer (the ``server`` end the object
 holds), and the peer's ``send()`` writes frames here. Writes made while
-handling one read are joined into a single ``transport.write``.
+handling one read leave in a single ``transport.write`` (or one ``writelines``).
 """
 
 from __future__ import annotations
@@ -115,8 +115,7 @@ class WebSocketConnection(asyncio.Protocol):
         if (
             # The most common read by far: exactly one whole, masked, unfragmented text
             # frame under 126 bytes, nothing buffered, no extension. It passes every check
-            # of the general parser, so only UTF-8 remains to be checked here. The
-            # delivery is _batched() inlined: this path is the echo benchmark's floor.
+            # of the general parser, so only UTF-8 remains to be checked here.
             6 <= n < 132
             and data[0] == 0x81
             and data[1] - 0x80 == n - 6
@@ -131,22 +130,7 @@ class WebSocketConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 pass  # the general path fails the connection with 1007
             else:
-                peer = self.peer
-                host = peer._host
-                batch: list[bytes] = []
-                self._batch = batch
-                try:
-                    if host is None:  # a pair used outside any object
-                        peer._receive_message(text)
-                    else:
-                        context = host.socket_context
-                        if context is None:
-                            context = _host_context(host)
-                        context.run(peer._receive_message, text)
-                finally:
-                    self._batch = None
-                    if batch:
-                        self._flush(batch)
+                self._batched(self.peer._receive_message, text)
                 return
         self._batched(protocol.receive_data, data)
 
@@ -157,7 +141,7 @@ class WebSocketConnection(asyncio.Protocol):
         # User code run for these messages belongs to the socket's object.
         host = self.peer._host
         try:
-            if host is None:
+            if host is None:  # a pair used outside any object
                 receive(arg)
             else:
                 context = host.socket_context
