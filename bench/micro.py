@@ -31,7 +31,7 @@ import uvloop
 from stateroom.compiled import HOT_MODULES, compiled_modules
 from stateroom.config import load_config
 from stateroom.protocol.frames import apply_mask
-from stateroom.runtime.actor import RuntimeOptions
+from stateroom.runtime.options import RuntimeOptions
 from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.server import Server
 from stateroom.server.websocket import WebSocketConnection
@@ -47,7 +47,11 @@ HANDSHAKE = (
 
 
 class _NullTransport:
-    """Counts writes and drops them; anything else goes to the real transport."""
+    """Counts writes and drops them: all the echo path asks of a transport.
+
+    No ``__getattr__`` fallback to the real one: it would tax every ``write`` with a
+    hook the real (C) transport does not have.
+    """
 
     def __init__(self, real: asyncio.Transport) -> None:
         self.real = real
@@ -65,11 +69,8 @@ class _NullTransport:
     def is_closing(self) -> bool:
         return False
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
-
-def _frame() -> bytes:
+def frame() -> bytes:
     payload = os.urandom(16).hex().encode()  # 32 bytes of text, as in bench.run
     mask = os.urandom(4)
     return bytes((0x81, 0x80 | len(payload))) + mask + apply_mask(payload, mask)
@@ -88,6 +89,13 @@ def _best_ns(receive: Callable[[bytes], None], frame: bytes, messages: int) -> f
 
 
 async def _measure_app(app: str, messages: int) -> tuple[float, int]:
+    return await drive_app(app, lambda receive, frame: _best_ns(receive, frame, messages))
+
+
+async def drive_app(
+    app: str, drive: Callable[[Callable[[bytes], None], bytes], float]
+) -> tuple[float, int]:
+    """Serve ``app``, open a socket, and hand ``drive`` its ``data_received`` and a frame."""
     config = load_config(ROOT / "examples" / app)
     runtime = WorkerRuntime(config, RuntimeOptions(), SqliteBackend(in_memory=True))
     runtime.start()
@@ -104,7 +112,7 @@ async def _measure_app(app: str, messages: int) -> tuple[float, int]:
     conn = conns[0]
     null = _NullTransport(conn.transport)
     conn.transport = null  # type: ignore[assignment]
-    ns = _best_ns(conn.data_received, _frame(), messages)
+    ns = drive(conn.data_received, frame())
     conn.transport = null.real
     writer.close()
     await server.shutdown()
@@ -112,6 +120,11 @@ async def _measure_app(app: str, messages: int) -> tuple[float, int]:
 
 
 def _floor(messages: int) -> float:
+    return _best_ns(floor_receive(), frame(), messages)
+
+
+def floor_receive() -> Callable[[bytes], None]:
+    """The least any Python echo does with one frame."""
     writes: list[bytes] = []
     write = writes.append
 
@@ -123,7 +136,7 @@ def _floor(messages: int) -> float:
             write(bytes((0x81, len(out))) + out)
             writes.clear()
 
-    return _best_ns(receive, _frame(), messages)
+    return receive
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ HOT_MODULES = (
     "stateroom.protocol.connection",
     "stateroom.server.websocket",
     "stateroom.api.websockets",
+    "stateroom.runtime.actor",
 )
 
 

@@ -17,7 +17,6 @@ import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stateroom.runtime import hibernation
@@ -25,6 +24,7 @@ from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
 from stateroom.runtime.gates import ObjectResetError, OutputGate
+from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
 from stateroom.storage.sqlite import SqliteBackend
@@ -38,20 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stateroom.runtime")
 
 T = TypeVar("T")
-
-
-@dataclass
-class RuntimeOptions:
-    """Timeouts of the object runtime; tests shorten them."""
-
-    # Cloudflare evicts an idle object after about 10 s without events.
-    idle_timeout: float = 10.0
-    # blockConcurrencyWhile() callbacks that run longer reset the object.
-    block_timeout: float = 30.0
-    # An object whose only ties are hibernatable WebSockets leaves memory after this.
-    hibernation_timeout: float = 10.0
-    # First retry of a failed alarm() after this many seconds, doubling each time.
-    alarm_retry_delay: float = 2.0
 
 
 class ActorNamespace:

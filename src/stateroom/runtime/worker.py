@@ -21,7 +21,8 @@ from stateroom.api.namespace import DurableObjectNamespace
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.config import ConfigError, WorkerConfig
-from stateroom.runtime.actor import ActorNamespace, RuntimeOptions
+from stateroom.runtime.actor import ActorNamespace
+from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.sqlite import SqliteBackend
 

@@ -1,0 +1,24 @@
+"""Timeouts of the object runtime, in their own (interpreted) module.
+
+Kept out of ``actor.py``, which is compiled with mypyc: the CLI reads the defaults
+from the class (``RuntimeOptions.idle_timeout``), and a compiled class holds
+descriptors there, not values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RuntimeOptions:
+    """Timeouts of the object runtime; tests shorten them."""
+
+    # Cloudflare evicts an idle object after about 10 s without events.
+    idle_timeout: float = 10.0
+    # blockConcurrencyWhile() callbacks that run longer reset the object.
+    block_timeout: float = 30.0
+    # An object whose only ties are hibernatable WebSockets leaves memory after this.
+    hibernation_timeout: float = 10.0
+    # First retry of a failed alarm() after this many seconds, doubling each time.
+    alarm_retry_delay: float = 2.0
