@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import types
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from stateroom.runtime.context import current_host
 
@@ -35,6 +36,8 @@ CLOSED = 3
 # had no code. Passing it back to close() answers with an empty close frame.
 NO_STATUS = 1005
 ABNORMAL = 1006
+# Handlers are async def: knowing their result by type spares a hasattr() per message.
+_COROUTINE: Final = types.CoroutineType
 
 Message = str | bytes
 
@@ -249,10 +252,12 @@ class WebSocket:
             if handler is None or host.event_timeout_ms is not None:
                 self._receive("message", message)
                 return
-            host._last_active = host.loop.time()  # activity postpones hibernation
+            host._last_active = host.clock()  # activity postpones hibernation
             try:
                 result = handler(self, message)
-                if result is not None and hasattr(result, "__await__"):
+                if result is not None and (
+                    type(result) is _COROUTINE or hasattr(result, "__await__")
+                ):
                     host.start(result)
             except Exception:
                 logger.exception("Uncaught exception in webSocketMessage()")
@@ -267,7 +272,7 @@ class WebSocket:
             except Exception:
                 logger.exception("Uncaught exception in a WebSocket message handler")
                 continue
-            if result is not None and hasattr(result, "__await__"):
+            if result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__")):
                 host.start(result)
 
     def _receive(self, kind: str, *args: Any) -> None:

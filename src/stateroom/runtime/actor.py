@@ -128,6 +128,8 @@ class ActorHost:
         self.instance: DurableObject | None = None
         self.ctx: DurableObjectState | None = None
         self.loop = asyncio.get_running_loop()
+        # The loop's clock, bound once: read on every message to a hibernatable socket.
+        self.clock: Callable[[], float] = self.loop.time
         # Events waiting for their turn: callables run in order by _drain().
         self._queue: deque[Callable[[], None]] = deque()
         self._gate_closed = 0
@@ -137,7 +139,7 @@ class ActorHost:
         self._busy = 0
         # Sockets accepted with accept(): they pin the object in memory.
         self.listener_sockets: dict[WebSocket, None] = {}
-        self._last_active = self.loop.time()
+        self._last_active = self.clock()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.evicted = False
         # Hibernation API state: lives on the host so it survives the instance.
@@ -287,7 +289,7 @@ class ActorHost:
                         self.blocked = True
                         return
                 pending = hibernation.dispatch(self, ws, kind, args)
-                self._last_active = self.loop.time()  # activity postpones hibernation
+                self._last_active = self.clock()  # activity postpones hibernation
             if pending is not None:
                 self.start(pending)
         except Exception:
@@ -383,7 +385,7 @@ class ActorHost:
     def _became_idle(self) -> None:
         if self._busy or self.listener_sockets or self.evicted or self.instance is None:
             return
-        self._last_active = self.loop.time()
+        self._last_active = self.clock()
         if self._idle_handle is None:
             self._idle_handle = self.loop.call_later(self._timeout(), self._idle_check)
 

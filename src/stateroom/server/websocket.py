@@ -39,9 +39,11 @@ class WebSocketConnection(asyncio.Protocol):
         "_batch",
         "_close_delivered",
         "_close_timer",
+        "_deliver_text",
         "_ended",
         "_paused",
         "_plain",
+        "_receive_data",
         "_slow_timer",
         "client",
         "loop",
@@ -63,6 +65,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._write, self, max_message_size=server.options.max_message_size
         )
         self._batch: list[bytes] | None = None
+        # Bound once, not per read: each bound method would be an allocation per message.
+        self._deliver_text: Callable[[Any], None] = peer._receive_message
+        self._receive_data: Callable[[Any], None] = self.protocol.receive_data
         self._close_delivered = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._ended = False
@@ -130,9 +135,9 @@ class WebSocketConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 pass  # the general path fails the connection with 1007
             else:
-                self._batched(self.peer._receive_message, text)
+                self._batched(self._deliver_text, text)
                 return
-        self._batched(protocol.receive_data, data)
+        self._batched(self._receive_data, data)
 
     def _batched(self, receive: Callable[[Any], None], arg: Any) -> None:
         """Run ``receive(arg)`` as the socket's object, sending its writes in one go."""
