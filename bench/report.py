@@ -58,6 +58,8 @@ COLUMNS: list[tuple[str, str, str, Callable[[float], str], bool]] = [
     ("idle conns held", "idle_conns", "opened", _num(0), True),
     ("RSS before (MiB)", "idle_conns", "rss_before_mib", _num(1), False),
 ]
+# The scenarios whose figures swing with the machine from round to round.
+PAIRED_SCENARIOS = {"echo_c100_d1", "echo_c100_d8", "latency_c1"}
 NOT_RATIOS = {"bytes_per_hibernated_conn", "opened", "rss_before_mib"}
 TABLES = [
     ("Echo throughput (32-byte text messages)", COLUMNS[0:4]),
@@ -113,16 +115,45 @@ def _table(
     return lines
 
 
-def _ratio_table(servers: dict[str, Any]) -> list[str]:
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _paired_ratio(our: dict[str, Any], peer: dict[str, Any], scen: str, metric: str) -> str:
+    """Median over rounds of our figure / the peer's in the same round.
+
+    Servers run one after the other within a round, so a slow spell of the machine
+    tends to hit both sides of a round's ratio; the ratio of medians pairs figures
+    from different rounds.
+    """
+    ratios = []
+    for a, b in zip(our.get("rounds", []), peer.get("rounds", []), strict=False):
+        x = a.get(scen, {}).get(metric) if isinstance(a.get(scen), dict) else None
+        y = b.get(scen, {}).get(metric) if isinstance(b.get(scen), dict) else None
+        if isinstance(x, int | float) and isinstance(y, int | float) and y:
+            ratios.append(x / y)
+    if not ratios:
+        return "-"
+    return f"{_median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def _ratio_table(servers: dict[str, Any], paired: bool = False) -> list[str]:
     ours = [n for n, e in servers.items() if e.get("group") == "stateroom"]
     peers = [n for n, e in servers.items() if e.get("group") != "stateroom"]
     cols = [c for c in COLUMNS if c[2] not in NOT_RATIOS]
+    if paired:
+        cols = [c for c in cols if c[1] in PAIRED_SCENARIOS]
     head = ["stateroom / peer", *(f"{c[0]} {'↑' if c[4] else '↓'}" for c in cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for our in ours:
         for peer in peers:
             cells = []
             for _, scen, metric, _, _ in cols:
+                if paired:
+                    cells.append(_paired_ratio(servers[our], servers[peer], scen, metric))
+                    continue
                 a = _stat(servers[our], scen, metric)
                 b = _stat(servers[peer], scen, metric)
                 if a is None or b is None or b["median"] == 0:
@@ -201,6 +232,13 @@ def render(data: dict[str, Any], source: str) -> str:
         " ↓: lower is better, so a ratio below 1 favours stateroom.",
         "",
         *_ratio_table(servers),
+        "",
+        "### stateroom / peer, round by round (median of per-round ratios, min-max)",
+        "",
+        "Each round's figure divided by the peer's in the same round: the throughput and"
+        " latency figures that swing most between rounds on a shared machine.",
+        "",
+        *_ratio_table(servers, paired=True),
         "",
     ]
     footnotes = []

@@ -27,15 +27,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("stateroom.websocket")
 
-CONNECTING = 0
-OPEN = 1
-CLOSING = 2
-CLOSED = 3
+CONNECTING: Final = 0
+OPEN: Final = 1
+CLOSING: Final = 2
+CLOSED: Final = 3
 
 # "No status received": what a close event reports when the peer's close frame
 # had no code. Passing it back to close() answers with an empty close frame.
-NO_STATUS = 1005
-ABNORMAL = 1006
+NO_STATUS: Final = 1005
+ABNORMAL: Final = 1006
 # Handlers are async def: knowing their result by type spares a hasattr() per message.
 _COROUTINE: Final = types.CoroutineType
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from typing import Protocol
+from typing import Final, Protocol
 
 from stateroom.protocol.deflate import DecompressionError, MessageTooBig, PerMessageDeflate
 from stateroom.protocol.frames import (
@@ -39,15 +39,15 @@ from stateroom.protocol.frames import (
 
 logger = logging.getLogger("stateroom.protocol")
 
-OPEN = 1
-CLOSING = 2
-CLOSED = 3
+OPEN: Final = 1
+CLOSING: Final = 2
+CLOSED: Final = 3
 
 # First byte of an unfragmented, uncompressed frame (RSV bits are checked before).
-FIN_NO_RSV = FIN | RSV1
+FIN_NO_RSV: Final = FIN | RSV1
 
 # Payloads at least this big are written separately from their header, not copied.
-_ZERO_COPY = 16 * 1024
+_ZERO_COPY: Final = 16 * 1024
 
 
 class WriteFn(Protocol):

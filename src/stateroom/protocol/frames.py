@@ -9,34 +9,35 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Final
 
-OP_CONT = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+OP_CONT: Final = 0x0
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+OP_CLOSE: Final = 0x8
+OP_PING: Final = 0x9
+OP_PONG: Final = 0xA
 
-FIN = 0x80
-RSV1 = 0x40
-RSV2 = 0x20
-RSV3 = 0x10
+FIN: Final = 0x80
+RSV1: Final = 0x40
+RSV2: Final = 0x20
+RSV3: Final = 0x10
 
 # Close codes (RFC 6455 section 7.4.1).
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_NO_STATUS = 1005
-CLOSE_ABNORMAL = 1006
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_NO_STATUS: Final = 1005
+CLOSE_ABNORMAL: Final = 1006
+CLOSE_INVALID_DATA: Final = 1007
+CLOSE_POLICY: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
+CLOSE_SERVICE_RESTART: Final = 1012
+CLOSE_TRY_AGAIN_LATER: Final = 1013
 
-_PACK_MEDIUM = struct.Struct("!BBH").pack
-_PACK_LONG = struct.Struct("!BBQ").pack
+_PACK_MEDIUM: Final = struct.Struct("!BBH").pack
+_PACK_LONG: Final = struct.Struct("!BBQ").pack
 
 
 def valid_wire_close_code(code: int) -> bool:
@@ -46,9 +47,9 @@ def valid_wire_close_code(code: int) -> bool:
 
 # Multiplying a 32-bit mask by _REPEAT[n] lays n // 4 + 1 copies side by side (no carries,
 # each copy has its own 32 bits); _TRIM[n] cuts the result to n bytes.
-_SMALL = 512
-_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(_SMALL)]
-_TRIM = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
+_SMALL: Final = 512
+_REPEAT: Final = [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(_SMALL)]
+_TRIM: Final = [(1 << (8 * n)) - 1 for n in range(_SMALL)]
 
 
 def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
@@ -63,13 +64,16 @@ def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes | bytearray
     return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
 
 
-apply_mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+Mask = Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+_c_mask: Mask | None
 try:
     # The C helper of the websockets library: SIMD-wide XOR, about 6x faster than the
     # big-integer XOR on small payloads and far faster on large ones.
-    from websockets.speedups import apply_mask
+    from websockets.speedups import apply_mask as _c_mask
 except ImportError:  # pragma: no cover - websockets built without its C extension
-    apply_mask = _apply_mask_py
+    _c_mask = None
+# Final: compiled callers read it as a C static, not from the module's dict per frame.
+apply_mask: Final[Mask] = _apply_mask_py if _c_mask is None else _c_mask
 
 
 def frame_header(first_byte: int, length: int) -> bytes:

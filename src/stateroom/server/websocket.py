@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.api.requests import Request
 from stateroom.api.websockets import ABNORMAL, Message, WebSocket
@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stateroom.server")
 
 # Headers of unfragmented, unmasked text frames under 126 bytes, by length.
-_TEXT_HEADERS = [bytes((0x81, n)) for n in range(126)]
+_TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
+# What a read delivers, as plain functions held in C statics: a bound method per read
+# would be an allocation per message, and one per connection costs memory.
+_DELIVER_TEXT: Final = WebSocket._receive_message
+_RECEIVE_DATA: Final = ServerConnection.receive_data
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -39,11 +43,9 @@ class WebSocketConnection(asyncio.Protocol):
         "_batch",
         "_close_delivered",
         "_close_timer",
-        "_deliver_text",
         "_ended",
         "_paused",
         "_plain",
-        "_receive_data",
         "_slow_timer",
         "client",
         "loop",
@@ -65,9 +67,6 @@ class WebSocketConnection(asyncio.Protocol):
             self._write, self, max_message_size=server.options.max_message_size
         )
         self._batch: list[bytes] | None = None
-        # Bound once, not per read: each bound method would be an allocation per message.
-        self._deliver_text: Callable[[Any], None] = peer._receive_message
-        self._receive_data: Callable[[Any], None] = self.protocol.receive_data
         self._close_delivered = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._ended = False
@@ -135,24 +134,24 @@ class WebSocketConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 pass  # the general path fails the connection with 1007
             else:
-                self._batched(self._deliver_text, text)
+                self._batched(_DELIVER_TEXT, self.peer, text)
                 return
-        self._batched(self._receive_data, data)
+        self._batched(_RECEIVE_DATA, protocol, data)
 
-    def _batched(self, receive: Callable[[Any], None], arg: Any) -> None:
-        """Run ``receive(arg)`` as the socket's object, sending its writes in one go."""
+    def _batched(self, receive: Callable[[Any, Any], None], target: Any, arg: Any) -> None:
+        """Run ``receive(target, arg)`` as the socket's object, sending its writes in one go."""
         batch: list[bytes] = []
         self._batch = batch
         # User code run for these messages belongs to the socket's object.
         host = self.peer._host
         try:
             if host is None:  # a pair used outside any object
-                receive(arg)
+                receive(target, arg)
             else:
                 context = host.socket_context
                 if context is None:
                     context = _host_context(host)
-                context.run(receive, arg)
+                context.run(receive, target, arg)
         finally:
             self._batch = None
             if batch:
