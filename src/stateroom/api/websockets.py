@@ -266,14 +266,11 @@ class WebSocket:
         if not listeners:
             return
         event = MessageEvent(message)
-        for listener in listeners if len(listeners) == 1 else tuple(listeners):
-            try:
-                result = listener(event)
-            except Exception:
-                logger.exception("Uncaught exception in a WebSocket message handler")
-                continue
-            if result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__")):
-                host.start(result)
+        if len(listeners) == 1:  # indexed: a typed list, not generic iteration
+            _call_listener(host, listeners[0], event)
+        else:
+            for listener in tuple(listeners):  # a listener may add or remove listeners
+                _call_listener(host, listener, event)
 
     def _receive(self, kind: str, *args: Any) -> None:
         """An event arrived for this end (from the network or the peer)."""
@@ -358,6 +355,16 @@ async def _then_auto_close(pending: Any, ws: WebSocket, code: int) -> None:
         await pending
     finally:
         ws._auto_close(code)
+
+
+def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> None:
+    try:
+        result = listener(event)
+    except Exception:
+        logger.exception("Uncaught exception in a WebSocket message handler")
+        return
+    if result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__")):
+        host.start(result)
 
 
 async def _chain(first: Any, second: Any) -> None:
