@@ -24,7 +24,6 @@ message, see bench/README.md).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -34,13 +33,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
 
-from bench.micro import drive_app, floor_receive, frame
+from bench.harness import free_port, wait_listening
+from bench.micro import HANDSHAKE, drive_app, floor_receive, frame
 from stateroom.compiled import HOT_MODULES, compiled_modules
 
 PATHS = ("websocket-server", "websocket-hibernation", "floor")
@@ -74,40 +73,39 @@ def _run_exact(path: str, messages: int) -> None:
         uvloop.run(drive_app(path, drive))
 
 
+def _callgrind(out: Path) -> list[str]:
+    """The valgrind prefix of a counted run; its totals go to stderr."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+
+
+def _collected(stderr: bytes, what: str) -> int:
+    found = _COLLECTED.search(stderr)
+    if found is None:
+        tail = stderr.decode(errors="replace")[-2000:]
+        raise SystemExit(f"valgrind gave no count for {what}:\n{tail}")
+    return int(found.group(1))
+
+
+# Same hash seed in every run: the same dict layouts, so the same instructions.
+_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
 def _count(path: str, messages: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
+        argv = [*_callgrind(Path(tmp) / "out"), "-m", "bench.instructions", "--child"]
         proc = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={tmp}/out",
-                sys.executable,
-                "-m",
-                "bench.instructions",
-                "--child",
-                f"{path}:{messages}",
-            ],
-            capture_output=True,
-            check=False,
-            env={**os.environ, "PYTHONHASHSEED": "0"},  # same dict layouts in every run
+            [*argv, f"{path}:{messages}"], capture_output=True, check=False, env=_ENV
         )
-    found = _COLLECTED.search(proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(
-            f"valgrind failed on {path}:\n{proc.stderr.decode(errors='replace')[-2000:]}"
-        )
-    return int(found.group(1))
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace")[-2000:]
+        raise SystemExit(f"valgrind failed on {path}:\n{tail}")
+    return _collected(proc.stderr, path)
 
 
 def _handshake(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=120)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    sock.sendall(HANDSHAKE)
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)
@@ -137,45 +135,22 @@ def _echo_rounds(socks: list[socket.socket], rounds: int) -> None:
 
 def _count_server(name: str, conns: int, messages: int) -> int:
     """User-space instructions of one server process that served ``messages`` echoes."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={tmp}/out",
-            sys.executable,
-            *SERVERS[name],
-            "--port",
-            str(port),
-        ]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        argv = [*_callgrind(Path(tmp) / "out"), *SERVERS[name], "--port", str(port)]
         log = Path(tmp) / "stderr"
         with log.open("wb") as log_file:  # a file, not a pipe: a full pipe would stall the server
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log_file)
+            proc = subprocess.Popen(argv, cwd=ROOT, env=_ENV, stderr=log_file)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    socks = [_handshake(port) for _ in range(conns)]
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+            wait_listening(port, 300, lambda: proc.poll() is None)
+            socks = [_handshake(port) for _ in range(conns)]
             _echo_rounds(socks, messages // conns)
             for sock in socks:
                 sock.close()
         finally:
             proc.send_signal(signal.SIGINT)  # a clean exit, so callgrind writes its totals
             proc.wait(timeout=300)
-        err = log.read_bytes()
-    found = _COLLECTED.search(err)
-    if found is None:
-        tail = err.decode(errors="replace")[-2000:]
-        raise SystemExit(f"valgrind gave no count for {name}:\n{tail}")
-    return int(found.group(1))
+        return _collected(log.read_bytes(), name)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -115,12 +116,6 @@ def _table(
     return lines
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def _paired_ratio(our: dict[str, Any], peer: dict[str, Any], scen: str, metric: str) -> str:
     """Median over rounds of our figure / the peer's in the same round.
 
@@ -136,7 +131,7 @@ def _paired_ratio(our: dict[str, Any], peer: dict[str, Any], scen: str, metric: 
             ratios.append(x / y)
     if not ratios:
         return "-"
-    return f"{_median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def _ratio_table(servers: dict[str, Any], paired: bool = False) -> list[str]:
