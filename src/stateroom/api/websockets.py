@@ -255,9 +255,7 @@ class WebSocket:
             host._last_active = host.clock()  # activity postpones hibernation
             try:
                 result = handler(self, message)
-                if result is not None and (
-                    type(result) is _COROUTINE or hasattr(result, "__await__")
-                ):
+                if _awaitable(result):
                     host.start(result)
             except Exception:
                 logger.exception("Uncaught exception in webSocketMessage()")
@@ -307,7 +305,7 @@ class WebSocket:
         if listeners:
             for listener in tuple(listeners):
                 result = listener(event)
-                if result is not None and hasattr(result, "__await__"):
+                if _awaitable(result):
                     pending = _chain(pending, result)
         if kind == "close":
             if pending is None:
@@ -363,8 +361,13 @@ def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> 
     except Exception:
         logger.exception("Uncaught exception in a WebSocket message handler")
         return
-    if result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__")):
+    if _awaitable(result):
         host.start(result)
+
+
+def _awaitable(result: object) -> bool:
+    """Did a handler return something to await? Its type settles the common case."""
+    return result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__"))
 
 
 async def _chain(first: Any, second: Any) -> None:
