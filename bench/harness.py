@@ -566,6 +566,54 @@ def run_load(
     return LoadRun(result, cpu_end - cpu_start, t_end - t_start, stderr)
 
 
+def run_alternating(
+    cores: Cores, servers: list[RunningServer], block: int, warmup: float, duration: float
+) -> dict[str, dict[str, Any]]:
+    """Round trips to every server at once, one message in flight in all: latency per server.
+
+    One connection to each; ``block`` echoes on one, then the next. Servers measured
+    one after another in a round can meet different weather on a shared VM; here
+    each meets the same stretch of it, a few milliseconds at a time. Returns the
+    load generator's latency figures (ns) by server name.
+    """
+    paths = {s.path for s in servers}
+    if len(paths) != 1:
+        raise BenchError(f"alternating servers need one WebSocket path, not {sorted(paths)}")
+    argv = [
+        *cores.prefix(cores.generator),
+        str(LOADGEN_BIN),
+        "--mode",
+        "alternate",
+        "--host",
+        HOST,
+        "--ports",
+        ",".join(str(s.port) for s in servers),
+        "--path",
+        paths.pop(),
+        "--block",
+        str(block),
+        "--warmup",
+        f"{warmup:g}",
+        "--duration",
+        f"{duration:g}",
+    ]
+    done = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=warmup + duration + 90,
+    )
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        tail = done.stderr.strip().splitlines()
+        raise BenchError(
+            f"load generator failed: {tail[-1] if tail else f'exit {done.returncode}'}"
+        )
+    by_port = {t["port"]: t for t in json.loads(results[-1][len("RESULT ") :])["targets"]}
+    return {s.name: by_port[s.port] for s in servers}
+
+
 @dataclass
 class HoldRun:
     result: dict[str, Any]

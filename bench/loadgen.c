@@ -15,6 +15,10 @@
  *   hold     opens N connections (P handshakes at a time), one echo each, then
  *            prints READY and keeps them open and idle until stdin closes or
  *            --hold-seconds pass.
+ *   alternate  one connection to each of --ports, one message in flight in all:
+ *            --block echoes on one, then the next. Every server sees the same
+ *            stretch of machine noise, so their latencies can be compared
+ *            on a VM whose noise drifts between runs. Percentiles per port.
  *
  * Output on stdout, one line each, flushed at once:
  *   START <ns>            measured window begins (echo, connect)
@@ -54,8 +58,9 @@
 #define HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
 #define CLOSE_WAIT_NS (1ull * 1000000000ull)
 #define STDIN_TAG UINT64_MAX
+#define MAX_PORTS 16
 
-enum mode { M_ECHO, M_CONNECT, M_HOLD };
+enum mode { M_ECHO, M_CONNECT, M_HOLD, M_ALTERNATE };
 enum cstate { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSING, S_WAIT_EOF };
 
 typedef struct {
@@ -90,12 +95,15 @@ typedef struct {
     uint64_t started_ns; /* connect mode: cycle start; handshake deadline */
     uint64_t deadline_ns;
     int echoed; /* hold/connect: the one echo came back */
+    int target; /* index into --ports (alternate); 0 otherwise */
 } conn_t;
 
 /* ---- options ------------------------------------------------------------ */
 static enum mode g_mode = M_ECHO;
 static const char *g_host = "127.0.0.1";
-static int g_port = 0;
+static int g_ports[MAX_PORTS];
+static int g_nports = 0;
+static int g_block = 1000;
 static const char *g_path = "/";
 static int g_conns = 100;
 static int g_inflight = 1;
@@ -115,9 +123,9 @@ static size_t g_frame_len = 0;
 static uint8_t *g_expect = NULL; /* expected echo: prefix + payload */
 static size_t g_expect_len = 0;
 static uint8_t g_mask[4];
-static char g_request[1024];
-static int g_request_len = 0;
-static struct sockaddr_storage g_addr;
+static char g_request[MAX_PORTS][1024];
+static int g_request_len[MAX_PORTS];
+static struct sockaddr_storage g_addr[MAX_PORTS];
 static socklen_t g_addr_len = 0;
 static uint8_t g_rbuf[RBUF_SIZE];
 static int g_sending = 1;
@@ -134,9 +142,14 @@ static char g_first_error[256] = "";
 
 /* latency histogram, log-linear in ns: 64 sub-buckets per power of two */
 #define HBUCKETS 4096
-static uint64_t g_hist[HBUCKETS];
-static uint64_t g_lat_count = 0, g_lat_max = 0;
-static double g_lat_sum = 0;
+typedef struct {
+    uint64_t bucket[HBUCKETS];
+    uint64_t count, max;
+    double sum;
+} hist_t;
+static hist_t g_lat;             /* every sample */
+static hist_t g_tlat[MAX_PORTS]; /* alternate: per port */
+static int g_block_done = 0;     /* alternate: echoes on the current connection */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -179,24 +192,38 @@ static uint64_t hist_value(int idx) { /* middle of the bucket */
     return base + ((1ull << shift) >> 1);
 }
 
-static void record_latency(uint64_t ns) {
-    if (!g_measuring) return;
-    g_hist[hist_index(ns)]++;
-    g_lat_count++;
-    g_lat_sum += (double)ns;
-    if (ns > g_lat_max) g_lat_max = ns;
+static void hist_add(hist_t *h, uint64_t ns) {
+    h->bucket[hist_index(ns)]++;
+    h->count++;
+    h->sum += (double)ns;
+    if (ns > h->max) h->max = ns;
 }
 
-static uint64_t hist_pct(double p) {
-    if (g_lat_count == 0) return 0;
-    uint64_t target = (uint64_t)(p * (double)g_lat_count);
-    if (target >= g_lat_count) target = g_lat_count - 1;
+static void record_latency(uint64_t ns) {
+    if (g_measuring) hist_add(&g_lat, ns);
+}
+
+static uint64_t hist_pct(const hist_t *h, double p) {
+    if (h->count == 0) return 0;
+    uint64_t target = (uint64_t)(p * (double)h->count);
+    if (target >= h->count) target = h->count - 1;
     uint64_t seen = 0;
     for (int i = 0; i < HBUCKETS; i++) {
-        seen += g_hist[i];
+        seen += h->bucket[i];
         if (seen > target) return hist_value(i);
     }
-    return g_lat_max;
+    return h->max;
+}
+
+/* "count": ..., "mean": ..., "p50": ... "max": ... of one histogram, into buf */
+static int hist_json(char *buf, size_t cap, const hist_t *h) {
+    return snprintf(buf, cap,
+                    "\"count\": %llu, \"mean\": %.0f, \"p50\": %llu, \"p90\": %llu, "
+                    "\"p99\": %llu, \"p999\": %llu, \"max\": %llu",
+                    (unsigned long long)h->count, h->count ? h->sum / (double)h->count : 0,
+                    (unsigned long long)hist_pct(h, 0.50), (unsigned long long)hist_pct(h, 0.90),
+                    (unsigned long long)hist_pct(h, 0.99), (unsigned long long)hist_pct(h, 0.999),
+                    (unsigned long long)h->max);
 }
 
 static double cpu_seconds(void) {
@@ -248,36 +275,38 @@ static void prepare(void) {
     free(payload);
 
     int is6 = strchr(g_host, ':') != NULL;
-    char hostport[128];
-    if (is6)
-        snprintf(hostport, sizeof hostport, "[%s]:%d", g_host, g_port);
-    else
-        snprintf(hostport, sizeof hostport, "%s:%d", g_host, g_port);
-    g_request_len = snprintf(g_request, sizeof g_request,
-                             "GET %s HTTP/1.1\r\n"
-                             "Host: %s\r\n"
-                             "Upgrade: websocket\r\n"
-                             "Connection: Upgrade\r\n"
-                             "Sec-WebSocket-Key: " WS_KEY "\r\n"
-                             "Sec-WebSocket-Version: 13\r\n"
-                             "\r\n",
-                             g_path, hostport);
+    for (int t = 0; t < g_nports; t++) {
+        char hostport[128];
+        if (is6)
+            snprintf(hostport, sizeof hostport, "[%s]:%d", g_host, g_ports[t]);
+        else
+            snprintf(hostport, sizeof hostport, "%s:%d", g_host, g_ports[t]);
+        g_request_len[t] = snprintf(g_request[t], sizeof g_request[t],
+                                    "GET %s HTTP/1.1\r\n"
+                                    "Host: %s\r\n"
+                                    "Upgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\n"
+                                    "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                                    "Sec-WebSocket-Version: 13\r\n"
+                                    "\r\n",
+                                    g_path, hostport);
 
-    memset(&g_addr, 0, sizeof g_addr);
-    if (is6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&g_addr;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)g_port);
-        if (inet_pton(AF_INET6, g_host, &a->sin6_addr) != 1) die("bad host %s", g_host);
-        if (!IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) die("host must be loopback");
-        g_addr_len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&g_addr;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)g_port);
-        if (inet_pton(AF_INET, g_host, &a->sin_addr) != 1) die("bad host %s", g_host);
-        if ((ntohl(a->sin_addr.s_addr) >> 24) != 127) die("host must be loopback");
-        g_addr_len = sizeof *a;
+        memset(&g_addr[t], 0, sizeof g_addr[t]);
+        if (is6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&g_addr[t];
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons((uint16_t)g_ports[t]);
+            if (inet_pton(AF_INET6, g_host, &a->sin6_addr) != 1) die("bad host %s", g_host);
+            if (!IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) die("host must be loopback");
+            g_addr_len = sizeof *a;
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&g_addr[t];
+            a->sin_family = AF_INET;
+            a->sin_port = htons((uint16_t)g_ports[t]);
+            if (inet_pton(AF_INET, g_host, &a->sin_addr) != 1) die("bad host %s", g_host);
+            if ((ntohl(a->sin_addr.s_addr) >> 24) != 127) die("host must be loopback");
+            g_addr_len = sizeof *a;
+        }
     }
 }
 
@@ -320,7 +349,8 @@ static void conn_close(conn_t *c, int rst) {
 static int conn_start(int idx) {
     conn_t *c = &g_c[idx];
     reset_parser(c);
-    int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->target = g_mode == M_ALTERNATE ? idx : 0;
+    int fd = socket(g_addr[c->target].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         note_error("socket: %s", strerror(errno));
         return -1;
@@ -331,7 +361,7 @@ static int conn_start(int idx) {
     c->started_ns = now_ns();
     c->deadline_ns = c->started_ns + HANDSHAKE_TIMEOUT_NS;
     g_active++;
-    int r = connect(fd, (struct sockaddr *)&g_addr, g_addr_len);
+    int r = connect(fd, (struct sockaddr *)&g_addr[c->target], g_addr_len);
     if (r < 0 && errno != EINPROGRESS) {
         note_error("connect: %s", strerror(errno));
         conn_close(c, 1);
@@ -428,7 +458,9 @@ static int flush_out(conn_t *c, int idx) {
 static void on_echo(conn_t *c, int idx) {
     uint64_t t = now_ns();
     if (c->ts_count > 0) {
-        if (g_mode == M_ECHO) record_latency(t - c->ts[c->ts_head]);
+        uint64_t rtt = t - c->ts[c->ts_head];
+        if (g_mode == M_ECHO || g_mode == M_ALTERNATE) record_latency(rtt);
+        if (g_mode == M_ALTERNATE && g_measuring) hist_add(&g_tlat[c->target], rtt);
         c->ts_head = (c->ts_head + 1) % c->ts_cap;
         c->ts_count--;
     }
@@ -439,6 +471,20 @@ static void on_echo(conn_t *c, int idx) {
             n_bytes += g_expect_len;
         }
         if (g_sending) queue_message(c);
+    } else if (g_mode == M_ALTERNATE) {
+        if (g_measuring) {
+            n_msgs++;
+            n_bytes += g_expect_len;
+        }
+        if (!g_sending) return;
+        if (++g_block_done < g_block) {
+            queue_message(c);
+            return;
+        }
+        g_block_done = 0;
+        int next = (idx + 1) % g_conns;
+        queue_message(&g_c[next]);
+        if (next != idx) flush_out(&g_c[next], next); /* handle() flushes c itself */
     } else if (g_mode == M_CONNECT) {
         uint8_t code[2] = {0x03, 0xe8}; /* 1000 normal closure */
         queue_ctl(c, 0x8, code, 2);
@@ -593,7 +639,7 @@ static int on_handshake(conn_t *c, int idx, const uint8_t *p, size_t n) {
     size_t extra_off = hdr_bytes > before ? hdr_bytes - before : 0;
     c->state = S_OPEN;
     c->hs_len = 0;
-    if (g_mode != M_ECHO) queue_message(c); /* connect, hold: one echo */
+    if (g_mode == M_CONNECT || g_mode == M_HOLD) queue_message(c); /* one echo */
     if (extra_off < n) {
         int r = parse_frames(c, idx, p + extra_off, n - extra_off);
         if (r != 0) return -1;
@@ -620,8 +666,8 @@ static void handle(int idx, uint32_t events) {
             return;
         }
         if (!(events & EPOLLOUT)) return;
-        ssize_t w = write(c->fd, g_request, (size_t)g_request_len);
-        if (w != g_request_len) {
+        ssize_t w = write(c->fd, g_request[c->target], (size_t)g_request_len[c->target]);
+        if (w != g_request_len[c->target]) {
             note_error("handshake write failed");
             slot_failed(idx);
             return;
@@ -720,31 +766,47 @@ static void json_escape(char *dst, size_t cap, const char *src) {
     dst[j] = '\0';
 }
 
+static const char *mode_name(void) {
+    switch (g_mode) {
+    case M_ECHO: return "echo";
+    case M_CONNECT: return "connect";
+    case M_HOLD: return "hold";
+    default: return "alternate";
+    }
+}
+
 static void print_result(double window_s, double cpu_s, const char *extra) {
     char err[600];
     json_escape(err, sizeof err, g_first_error);
-    double mean = g_lat_count ? g_lat_sum / (double)g_lat_count : 0;
+    char lat[400];
+    hist_json(lat, sizeof lat, &g_lat);
+    char targets[MAX_PORTS * 420 + 32] = "";
+    if (g_mode == M_ALTERNATE) {
+        size_t n = (size_t)snprintf(targets, sizeof targets, ", \"targets\": [");
+        for (int t = 0; t < g_nports; t++) {
+            n += (size_t)snprintf(targets + n, sizeof targets - n, "%s{\"port\": %d, ",
+                                  t ? ", " : "", g_ports[t]);
+            n += (size_t)hist_json(targets + n, sizeof targets - n, &g_tlat[t]);
+            n += (size_t)snprintf(targets + n, sizeof targets - n, "}");
+        }
+        snprintf(targets + n, sizeof targets - n, "]");
+    }
     emit("RESULT {\"mode\": \"%s\", \"conns\": %d, \"inflight\": %d, \"size\": %zu, "
          "\"window_s\": %.6f, \"messages\": %llu, \"bytes\": %llu, \"cycles\": %llu, "
          "\"close_timeouts\": %llu, \"errors\": %llu, \"first_error\": \"%s\", "
-         "\"client_cpu_s\": %.6f, \"latency_ns\": {\"count\": %llu, \"mean\": %.0f, "
-         "\"p50\": %llu, \"p90\": %llu, \"p99\": %llu, \"p999\": %llu, \"max\": %llu}%s}\n",
-         g_mode == M_ECHO ? "echo" : g_mode == M_CONNECT ? "connect" : "hold", g_conns, g_inflight,
-         g_size, window_s, (unsigned long long)n_msgs, (unsigned long long)n_bytes,
-         (unsigned long long)n_cycles, (unsigned long long)n_close_timeouts,
-         (unsigned long long)n_errors, err, cpu_s, (unsigned long long)g_lat_count, mean,
-         (unsigned long long)hist_pct(0.50), (unsigned long long)hist_pct(0.90),
-         (unsigned long long)hist_pct(0.99), (unsigned long long)hist_pct(0.999),
-         (unsigned long long)g_lat_max, extra);
+         "\"client_cpu_s\": %.6f, \"latency_ns\": {%s}%s%s}\n",
+         mode_name(), g_conns, g_inflight, g_size, window_s, (unsigned long long)n_msgs,
+         (unsigned long long)n_bytes, (unsigned long long)n_cycles,
+         (unsigned long long)n_close_timeouts, (unsigned long long)n_errors, err, cpu_s, lat,
+         targets, extra);
 }
 
 static void start_window(void) {
     n_msgs = n_bytes = n_cycles = n_close_timeouts = 0;
     n_errors = 0;
     g_first_error[0] = '\0';
-    memset(g_hist, 0, sizeof g_hist);
-    g_lat_count = g_lat_max = 0;
-    g_lat_sum = 0;
+    memset(&g_lat, 0, sizeof g_lat);
+    memset(g_tlat, 0, sizeof g_tlat);
     g_measuring = 1;
 }
 
@@ -776,8 +838,8 @@ static int run_echo(void) {
         run_loop_once(50);
         sweep(now_ns());
     }
-    /* start: D messages in flight on every connection */
-    for (int i = 0; i < g_conns; i++) {
+    /* start: D messages in flight on every connection (alternate: one, on the first) */
+    for (int i = 0; i < (g_mode == M_ALTERNATE ? 1 : g_conns); i++) {
         for (int k = 0; k < g_inflight; k++) queue_message(&g_c[i]);
         if (flush_out(&g_c[i], i) < 0) die("send failed: %s", g_first_error);
     }
@@ -913,6 +975,7 @@ static int run_hold(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --mode echo|connect|hold --port N [--host 127.0.0.1] [--path /]\n"
+            "       loadgen --mode alternate --ports N,N,... [--block MESSAGES] ...\n"
             "       [--conns N] [--inflight D] [--size BYTES] [--warmup S] [--duration S]\n"
             "       [--open-concurrency P] [--hold-seconds S] [--setup-seconds S]\n");
     exit(2);
@@ -930,12 +993,21 @@ int main(int argc, char **argv) {
                 g_mode = M_CONNECT;
             else if (!strcmp(v, "hold"))
                 g_mode = M_HOLD;
+            else if (!strcmp(v, "alternate"))
+                g_mode = M_ALTERNATE;
             else
                 usage();
         } else if (!strcmp(a, "--host"))
             g_host = v;
-        else if (!strcmp(a, "--port"))
-            g_port = atoi(v);
+        else if (!strcmp(a, "--port") || !strcmp(a, "--ports")) {
+            g_nports = 0;
+            for (char *p = (char *)v; *p && g_nports < MAX_PORTS; p++) {
+                g_ports[g_nports++] = atoi(p);
+                while (*p && *p != ',') p++;
+                if (!*p) break;
+            }
+        } else if (!strcmp(a, "--block"))
+            g_block = atoi(v);
         else if (!strcmp(a, "--path"))
             g_path = v;
         else if (!strcmp(a, "--conns"))
@@ -957,7 +1029,17 @@ int main(int argc, char **argv) {
         else
             usage();
     }
-    if (g_port <= 0 || g_port > 65535 || g_conns <= 0 || g_conns > 60000) usage();
+    if (g_nports < 1) usage();
+    for (int t = 0; t < g_nports; t++)
+        if (g_ports[t] <= 0 || g_ports[t] > 65535) usage();
+    if (g_mode == M_ALTERNATE) {
+        g_conns = g_nports;
+        g_inflight = 1;
+        if (g_block <= 0) usage();
+    } else if (g_nports != 1) {
+        usage();
+    }
+    if (g_conns <= 0 || g_conns > 60000) usage();
     if (g_inflight <= 0 || g_inflight > 4096 || g_open_conc <= 0 || g_open_conc > 60000) usage();
     if (g_size > (64u << 20)) die("--size too large");
     if (g_duration <= 0 || g_duration > 600 || g_warmup < 0 || g_warmup > 600) usage();
@@ -980,6 +1062,8 @@ int main(int argc, char **argv) {
         g_c[i].ts = calloc((size_t)cap, sizeof(uint64_t));
     }
     if (g_mode == M_HOLD) g_measuring = 0;
-    int rc = g_mode == M_ECHO ? run_echo() : g_mode == M_CONNECT ? run_connect() : run_hold();
+    int rc = g_mode == M_ECHO || g_mode == M_ALTERNATE ? run_echo()
+             : g_mode == M_CONNECT                     ? run_connect()
+                                                       : run_hold();
     return rc;
 }

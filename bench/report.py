@@ -58,14 +58,18 @@ COLUMNS: list[tuple[str, str, str, Callable[[float], str], bool]] = [
     ("KiB per hibernated conn", "idle_conns", "bytes_per_hibernated_conn", _kib, False),
     ("idle conns held", "idle_conns", "opened", _num(0), True),
     ("RSS before (MiB)", "idle_conns", "rss_before_mib", _num(1), False),
+    ("RTT p50, alternating (us)", "latency_alternating", "p50_us", _num(0), False),
+    ("RTT p90, alternating (us)", "latency_alternating", "p90_us", _num(0), False),
+    ("RTT p99, alternating (us)", "latency_alternating", "p99_us", _num(0), False),
 ]
 # The scenarios whose figures swing with the machine from round to round.
-PAIRED_SCENARIOS = {"echo_c100_d1", "echo_c100_d8", "latency_c1"}
-NOT_RATIOS = {"bytes_per_hibernated_conn", "opened", "rss_before_mib"}
+PAIRED_SCENARIOS = {"echo_c100_d1", "echo_c100_d8", "latency_c1", "latency_alternating"}
+NOT_RATIOS = {"bytes_per_hibernated_conn", "opened", "rss_before_mib", "p90_us"}
 TABLES = [
     ("Echo throughput (32-byte text messages)", COLUMNS[0:4]),
     ("Latency, large messages, new connections", COLUMNS[4:10]),
     ("Memory (server RSS)", COLUMNS[10:14]),
+    ("Latency, every server up at once (alternating)", COLUMNS[14:17]),
 ]
 
 
@@ -140,6 +144,8 @@ def _ratio_table(servers: dict[str, Any], paired: bool = False) -> list[str]:
     cols = [c for c in COLUMNS if c[2] not in NOT_RATIOS]
     if paired:
         cols = [c for c in cols if c[1] in PAIRED_SCENARIOS]
+    # Scenarios this run did not have get no column.
+    cols = [c for c in cols if any(_stat(e, c[1], c[2]) for e in servers.values())]
     head = ["stateroom / peer", *(f"{c[0]} {'↑' if c[4] else '↓'}" for c in cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for our in ours:
@@ -219,7 +225,8 @@ def render(data: dict[str, Any], source: str) -> str:
         "",
     ]
     for title, columns in TABLES:
-        out += [f"### {title}", "", *_table(servers, columns), ""]
+        if any(_stat(e, c[1], c[2]) for e in servers.values() for c in columns):
+            out += [f"### {title}", "", *_table(servers, columns), ""]
     out += [
         "### stateroom / peer (ratio of medians)",
         "",

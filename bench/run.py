@@ -13,6 +13,7 @@ latest into the tables in bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
@@ -38,6 +39,7 @@ from bench.harness import (
     machine_info,
     raise_nofile_limit,
     rss_bytes,
+    run_alternating,
     run_hold,
     run_load,
 )
@@ -55,6 +57,11 @@ SCENARIOS: list[Scenario] = [
     ),
 ]
 IDLE = "idle_conns"
+ALTERNATING = "latency_alternating"
+ALTERNATING_TITLE = (
+    "round trip, 32 B: every server up at once, one connection to each, one message in"
+    " flight in all, {block} echoes on one server, then the next"
+)
 WARM = Scenario("warm", "warm-up", "echo", 10, 1, 32)
 
 
@@ -185,6 +192,45 @@ def _run_scenarios(
             out[scenario.name] = echo_metrics(run)
 
 
+def alternating_round(
+    specs: list[ServerSpec], cores: Cores, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Start every server at once and time round trips to each in turn (see run_alternating).
+
+    Returns figures (or an error) by server name; a server that does not start is left out.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        running = []
+        for spec in specs:
+            try:
+                server = stack.enter_context(spec.launch(cores))
+                run_load(cores, server, WARM, 0, args.warm, setup_timeout=30)
+            except BenchError as exc:
+                out[spec.name] = {"error": f"not in the alternating run: {exc}"}
+                continue
+            running.append(server)
+        if not running:
+            return out
+        try:
+            figures = run_alternating(
+                cores, running, args.alternate_block, args.warmup, args.duration * len(running)
+            )
+        except BenchError as exc:
+            return out | {s.name: {"error": str(exc)} for s in running}
+    for name, lat in figures.items():
+        out[name] = {
+            "p50_us": lat["p50"] / 1e3,
+            "p90_us": lat["p90"] / 1e3,
+            "p99_us": lat["p99"] / 1e3,
+            "p999_us": lat["p999"] / 1e3,
+            "max_us": lat["max"] / 1e3,
+            "mean_us": lat["mean"] / 1e3,
+            "messages": lat["count"],
+        }
+    return out
+
+
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Median, min and max of every numeric metric over the rounds that produced it."""
     summary: dict[str, Any] = {}
@@ -213,7 +259,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     servers = [s.name for s in all_servers()]
-    scenario_names = [s.name for s in SCENARIOS] + [IDLE]
+    scenario_names = [s.name for s in SCENARIOS] + [ALTERNATING, IDLE]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
@@ -235,6 +281,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenarios",
         default=",".join(scenario_names),
         help="comma-separated: " + ", ".join(scenario_names),
+    )
+    p.add_argument(
+        "--alternate-block",
+        type=int,
+        default=1000,
+        help=f"{ALTERNATING}: echoes on one server before the next",
     )
     p.add_argument("--max-minutes", type=float, default=20.0, help="start no round after this")
     p.add_argument("--smoke", action="store_true", help="tiny runs that only prove the harness")
@@ -327,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
             "nofile_limit": nofile,
             "server_core": cores.server,
             "generator_core": cores.generator,
+            "alternate_block": args.alternate_block,
         },
         "scenarios": {s.name: s.title for s in SCENARIOS}
+        | {ALTERNATING: ALTERNATING_TITLE.format(block=args.alternate_block)}
         | {IDLE: f"{args.idle_conns} idle connections (one echo each), server RSS"},
         "servers": {
             s.name: {"label": s.label, "group": s.group, "rounds": [], "notes": []} for s in specs
@@ -365,6 +419,18 @@ def main(argv: list[str] | None = None) -> int:
                 skip[spec.name] = out["_skipped"]
                 entry["notes"].append(f"skipped: {out['_skipped']}")
             print(progress_line(spec.name, out), flush=True)
+            save()
+        if ALTERNATING in args.scenario_names:
+            live = [s for s in specs if s.name not in skip]
+            print(f"  {ALTERNATING}: {', '.join(s.name for s in live)}", flush=True)
+            for name, figures in alternating_round(live, cores, args).items():
+                data["servers"][name]["rounds"][-1][ALTERNATING] = figures
+                shown = (
+                    f"p50 {figures['p50_us']:.0f}us p99 {figures['p99_us']:.0f}us"
+                    if "error" not in figures
+                    else f"ERROR({figures['error'][:200]})"
+                )
+                print(f"    {name}: {shown}", flush=True)
             save()
     data["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     save()
