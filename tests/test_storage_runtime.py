@@ -117,8 +117,21 @@ def test_failed_commit_discards_websocket_messages(srv: RunningServer) -> None:
 def test_alarm_fires(srv: RunningServer) -> None:
     assert fetch(srv, "/store/alarm-set?obj=al&ms=50") == (200, "set")
     wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=al")[1]) != [])
-    assert json.loads(fetch(srv, "/store/alarm-log?obj=al")[1]) == [{"retry": 0, "isRetry": False}]
+    # Inside alarm(), getAlarm() is null: the running alarm no longer counts as set.
+    assert json.loads(fetch(srv, "/store/alarm-log?obj=al")[1]) == [
+        {"retry": 0, "isRetry": False, "get": None}
+    ]
     wait_until(lambda: fetch(srv, "/store/alarm-get?obj=al") == (200, "null"))
+
+
+def test_alarm_set_from_inside_alarm_is_seen_and_fires(srv: RunningServer) -> None:
+    assert fetch(srv, "/store/alarm-set?obj=again&ms=10&again=50") == (200, "set")
+    wait_until(lambda: len(json.loads(fetch(srv, "/store/alarm-log?obj=again")[1])) == 2)
+    assert json.loads(fetch(srv, "/store/alarm-log?obj=again")[1]) == [
+        {"retry": 0, "isRetry": False, "get": None, "getAfterSet": True},
+        {"retry": 0, "isRetry": False, "get": None},
+    ]
+    wait_until(lambda: fetch(srv, "/store/alarm-get?obj=again") == (200, "null"))
 
 
 def test_alarm_wakes_an_evicted_object(srv: RunningServer) -> None:
@@ -133,9 +146,9 @@ def test_alarm_retries_with_backoff(srv: RunningServer) -> None:
     wait_until(lambda: len(json.loads(fetch(srv, "/store/alarm-log?obj=retry")[1])) == 3)
     log = json.loads(fetch(srv, "/store/alarm-log?obj=retry")[1])
     assert log == [
-        {"retry": 0, "isRetry": False},
-        {"retry": 1, "isRetry": True},
-        {"retry": 2, "isRetry": True},
+        {"retry": 0, "isRetry": False, "get": None},
+        {"retry": 1, "isRetry": True, "get": None},
+        {"retry": 2, "isRetry": True, "get": None},
     ]
     wait_until(lambda: fetch(srv, "/store/alarm-get?obj=retry") == (200, "null"))
 

@@ -95,9 +95,13 @@ class AlarmScheduler:
             else:
                 info = AlarmInvocationInfo(retryCount=retry, isRetry=retry > 0)
                 wants_info = bool(inspect.signature(handler).parameters)
-                result: Any = handler(info) if wants_info else handler()
-                if inspect.isawaitable(result):
-                    await result
+                storage.alarm_running = True
+                try:
+                    result: Any = handler(info) if wants_info else handler()
+                    if inspect.isawaitable(result):
+                        await result
+                finally:
+                    storage.alarm_running = False
             if await storage.getAlarm() == when_ms:
                 await storage.deleteAlarm()
 

@@ -157,6 +157,9 @@ class DurableObjectStorage:
         self.sql = SqlStorage(store, self._txn)
         self.kv = SyncKvStorage(self)
         self._exclusive_done: asyncio.Future[None] | None = None
+        # Set by the alarm scheduler while alarm() runs: getAlarm() then answers None
+        # until setAlarm() or deleteAlarm() is called, as on Cloudflare.
+        self.alarm_running = False
 
     async def _turn(self) -> None:
         """Wait while another task's ``transaction()`` is open.
@@ -337,6 +340,7 @@ class DurableObjectStorage:
     def _set_alarm(self, when_ms: int | None, confirmed: bool) -> None:
         with self._txn.operation(write=True, confirmed=confirmed):
             self._store.set_alarm(when_ms)
+        self.alarm_running = False
         self._alarm_changed()
 
     def _alarm_changed(self) -> None:
@@ -474,7 +478,7 @@ class DurableObjectStorage:
         """The alarm time in milliseconds since the epoch, or None."""
         await self._turn()
         _options("getAlarm", _ALARM_READ_OPTIONS, options, kwargs)
-        return self._get_alarm()
+        return None if self.alarm_running else self._get_alarm()
 
     async def setAlarm(
         self,

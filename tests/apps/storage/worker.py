@@ -86,6 +86,7 @@ class Store(DurableObject):
             return Response("released before commit")
         if action == "alarm-set":
             await storage.put("fail", int(p.get("fail", "0")))
+            await storage.put("again", int(p.get("again", "0")))
             await storage.setAlarm(int(time.time() * 1000) + int(p["ms"]))
             return Response("set")
         if action == "loaded":
@@ -103,10 +104,17 @@ class Store(DurableObject):
         return Response("?", status=404)
 
     async def alarm(self, info):
-        fired = (await self.ctx.storage.get("fired")) or []
-        fired.append({"retry": info.retryCount, "isRetry": info.isRetry})
-        await self.ctx.storage.put("fired", fired)
-        fail = (await self.ctx.storage.get("fail")) or 0
+        storage = self.ctx.storage
+        fired = (await storage.get("fired")) or []
+        entry = {"retry": info.retryCount, "isRetry": info.isRetry, "get": await storage.getAlarm()}
+        again = (await storage.get("again")) or 0
+        if again:  # set the next alarm from inside this one
+            await storage.put("again", 0)
+            await storage.setAlarm(int(time.time() * 1000) + again)
+            entry["getAfterSet"] = await storage.getAlarm() is not None
+        fired.append(entry)
+        await storage.put("fired", fired)
+        fail = (await storage.get("fail")) or 0
         if fail > 0:
             await self.ctx.storage.put("fail", fail - 1)
             raise RuntimeError("alarm failed on purpose")
