@@ -14,23 +14,31 @@ import runpy
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 ROOT = Path(__file__).resolve().parent
 
 
-def _ext_modules() -> list[object]:
+def _ext_modules() -> list[Extension]:
     if os.environ.get("STATEROOM_PURE_PYTHON"):
         return []
     hot = runpy.run_path(str(ROOT / "src" / "stateroom" / "compiled.py"))["HOT_MODULES"]
     paths = ["src/" + name.replace(".", "/") + ".py" for name in hot]
+    extensions: list[Extension] = []
     try:
         from mypyc.build import mypycify
 
-        extensions = mypycify(paths, opt_level="3", debug_level="1", group_name="stateroom")
+        extensions += mypycify(paths, opt_level="3", debug_level="1", group_name="stateroom")
     except (SystemExit, Exception) as exc:  # mypyc missing, or it refused the source
         print(f"warning: hot path not compiled ({exc}); it runs as pure Python", file=sys.stderr)
-        return []
+    # Frame unmasking, hand-written C (the file says why); frames.py falls back without it.
+    extensions.append(
+        Extension(
+            "stateroom.protocol._unmask",
+            ["src/stateroom/protocol/_unmask.c"],
+            extra_compile_args=["-O3"],
+        )
+    )
     for ext in extensions:
         ext.optional = True  # no C compiler: build_ext warns and the .py files are used
     return extensions

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from rawws import close_frame, frame
 from stateroom.protocol.connection import ServerConnection
-from stateroom.protocol.frames import _apply_mask_py, apply_mask, frame_header
+from stateroom.protocol.frames import (
+    _apply_mask_py,
+    _unmask_text_py,
+    apply_mask,
+    frame_header,
+    unmask_text,
+)
 from stateroom.protocol.handshake import accept_key, check_request
 
 
@@ -51,6 +57,37 @@ def test_mask_roundtrip(data: bytes, mask: bytes) -> None:
         masked = impl(data, mask)
         assert masked == expected
         assert impl(masked, mask) == data
+
+
+@given(st.binary(max_size=1100), st.binary(min_size=4, max_size=4), st.integers(0, 7))
+def test_mask_any_buffer_and_offset(data: bytes, mask: bytes, skip: int) -> None:
+    # The C helper XORs eight bytes at a time: every length and alignment must agree.
+    expected = _apply_mask_py(data[skip:], mask)
+    assert apply_mask(memoryview(data)[skip:], mask) == expected
+    assert apply_mask(bytearray(data[skip:]), bytearray(mask)) == expected
+
+
+def test_mask_refuses_a_wrong_mask() -> None:
+    with pytest.raises((ValueError, TypeError)):
+        apply_mask(b"data", b"abc")
+
+
+@given(st.binary(max_size=125), st.binary(min_size=4, max_size=4))
+def test_unmask_text_is_the_payload_as_utf8_or_none(payload: bytes, mask: bytes) -> None:
+    frame = bytes((0x81, 0x80 | len(payload))) + mask + _apply_mask_py(payload, mask)
+    try:
+        expected: str | None = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        expected = None  # the general parser fails the connection with 1007
+    for impl in (unmask_text, _unmask_text_py):  # the C helper and the fallback agree
+        assert impl(frame) == expected
+
+
+@given(st.text(max_size=40), st.binary(min_size=4, max_size=4))
+def test_unmask_text_of_any_text(text: str, mask: bytes) -> None:
+    payload = text.encode()[:125]
+    frame = bytes((0x81, 0x80 | len(payload))) + mask + _apply_mask_py(payload, mask)
+    assert unmask_text(frame) == _unmask_text_py(frame)
 
 
 @given(st.lists(st.text(max_size=200), max_size=10), st.integers(min_value=1, max_value=50))

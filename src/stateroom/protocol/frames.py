@@ -1,8 +1,9 @@
 """WebSocket frames (RFC 6455 section 5): opcodes, masking, server-side framing.
 
 Server frames are never masked, so building one is a header plus the payload.
-Unmasking uses one big-integer XOR: linear, done in C by CPython, and far
-faster than a Python byte loop for every payload size we see.
+Unmasking runs in C (``_unmask.c``); without it, websockets' C helper, and
+failing that one big-integer XOR: linear, done in C by CPython, and far faster
+than a Python byte loop for every payload size we see.
 """
 
 from __future__ import annotations
@@ -65,15 +66,34 @@ def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes | bytearray
 
 
 Mask = Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes]
+TextFrame = Callable[[bytes], "str | None"]
 _c_mask: Mask | None
+_c_text: TextFrame | None
 try:
-    # The C helper of the websockets library: SIMD-wide XOR, about 6x faster than the
-    # big-integer XOR on small payloads and far faster on large ones.
-    from websockets.speedups import apply_mask as _c_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    _c_mask = None
+    # Our C helper (_unmask.c): positional-only calls, no argument parsing per frame.
+    from stateroom.protocol._unmask import unmask as _c_mask
+    from stateroom.protocol._unmask import unmask_text as _c_text
+except ImportError:  # a pure-Python install (STATEROOM_PURE_PYTHON=1, or no C compiler)
+    _c_text = None
+    try:
+        # websockets' C helper: about 6x faster than the big-integer XOR on small payloads.
+        from websockets.speedups import apply_mask as _c_mask
+    except ImportError:  # pragma: no cover - websockets built without its C extension
+        _c_mask = None
 # Final: compiled callers read it as a C static, not from the module's dict per frame.
 apply_mask: Final[Mask] = _apply_mask_py if _c_mask is None else _c_mask
+
+
+def _unmask_text_py(frame: bytes) -> str | None:
+    try:
+        return apply_mask(frame[6:], frame[2:6]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# The text of one whole masked frame under 126 bytes whose header the caller checked,
+# or None if it is not UTF-8 (the general parser then fails the connection with 1007).
+unmask_text: Final[TextFrame] = _unmask_text_py if _c_text is None else _c_text
 
 
 def frame_header(first_byte: int, length: int) -> bytes:

@@ -18,7 +18,7 @@ from stateroom.api.requests import Request
 from stateroom.api.websockets import ABNORMAL, Message, WebSocket
 from stateroom.protocol.connection import OPEN, ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
-from stateroom.protocol.frames import CLOSE_GOING_AWAY, apply_mask
+from stateroom.protocol.frames import CLOSE_GOING_AWAY, unmask_text
 from stateroom.protocol.handshake import accept_key
 from stateroom.runtime.context import current_host
 
@@ -129,11 +129,8 @@ class WebSocketConnection(asyncio.Protocol):
             and protocol._stream is None
             and not protocol._frag_opcode
         ):
-            try:
-                text = apply_mask(data[6:], data[2:6]).decode("utf-8")
-            except UnicodeDecodeError:
-                pass  # the general path fails the connection with 1007
-            else:
+            text = unmask_text(data)
+            if text is not None:  # else the general path fails the connection with 1007
                 self._batched(_DELIVER_TEXT, self.peer, text)
                 return
         self._batched(_RECEIVE_DATA, protocol, data)
