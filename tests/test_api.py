@@ -156,10 +156,14 @@ def test_hot_path_is_compiled_unless_pure_python_was_asked_for() -> None:
     from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 
     assert stale_modules() == []
+    from stateroom.protocol import frames
+
     if os.environ.get("STATEROOM_PURE_PYTHON"):
         assert compiled_modules() == []
+        assert frames._c_text is None
     else:
         assert compiled_modules() == list(HOT_MODULES)
+        assert frames._c_text is not None  # the C unmasking helper was built too
 
 
 def test_id_from_name_is_stable_past_its_cache() -> None:
