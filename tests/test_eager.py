@@ -97,3 +97,32 @@ def test_a_suspended_handler_sees_results_errors_and_cancellation() -> None:
         assert cancelled == [True]
 
     asyncio.run(main())
+
+
+def test_an_awaitable_that_is_not_a_coroutine_continues_in_a_task() -> None:
+    # A handler may return any awaitable (here a Future); what resumes it must not
+    # assume a coroutine's send() and throw().
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        task = start_eagerly(future, loop)  # type: ignore[arg-type]
+        assert task is not None
+        loop.call_soon(future.set_result, 7)
+        assert await task == 7
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_resumed_awaitable_reaches_it() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        task = start_eagerly(future, loop)  # type: ignore[arg-type]
+        assert task is not None
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert future.cancelled()
+
+    asyncio.run(main())

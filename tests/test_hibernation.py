@@ -114,3 +114,88 @@ def test_hibernatable_sockets_survive_a_code_reload(tmp_path: Path) -> None:
             await ws.close()
 
         asyncio.run(run())
+
+
+HANDLERS_APP = """
+from stateroom import DurableObject, Response, WebSocketPair, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return await self.env.ROOM.getByName("r").fetch(request)
+
+
+class Room(DurableObject):
+    async def fetch(self, request):
+        client, server = WebSocketPair()
+        self.ctx.acceptWebSocket(server)
+        return Response(None, status=101, web_socket=client)
+
+    def command(self, ws, message, handler):
+        if message == "instance":
+            self.webSocketMessage = self.replacement
+        elif message == "none":
+            self.webSocketMessage = None
+        elif message == "del":
+            del self.webSocketMessage
+        elif message == "class":
+            type(self).webSocketMessage = patched
+        ws.send(f"{handler}:{message}")
+
+    async def webSocketMessage(self, ws, message):
+        self.command(ws, message, "class")
+
+    async def replacement(self, ws, message):
+        self.command(ws, message, "instance")
+
+    async def web_socket_message(self, ws, message):
+        self.command(ws, message, "snake")
+
+
+async def patched(self, ws, message):
+    self.command(ws, message, "patched")
+"""
+
+HANDLERS_CONFIG = """
+name = "handlers"
+main = "worker.py"
+
+[[durable_objects.bindings]]
+name = "ROOM"
+class_name = "Room"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Room"]
+"""
+
+
+def test_the_message_handler_is_looked_up_for_each_message(tmp_path: Path) -> None:
+    # As on Cloudflare: a handler set, replaced or removed later handles the next message.
+    (tmp_path / "worker.py").write_text(HANDLERS_APP)
+    (tmp_path / "wrangler.toml").write_text(HANDLERS_CONFIG)
+    steps = [
+        ("a", "class:a"),
+        ("instance", "class:instance"),
+        ("b", "instance:b"),  # an instance attribute shadows the class's method
+        ("del", "instance:del"),
+        ("c", "class:c"),
+        ("none", "class:none"),
+        ("d", "snake:d"),  # webSocketMessage is None: web_socket_message() instead
+        ("e", "snake:e"),
+        ("class", "snake:class"),
+        ("f", "snake:f"),
+        ("del", "snake:del"),
+        ("g", "patched:g"),  # the class's method, replaced while it was shadowed
+    ]
+    with serve(tmp_path, "--hibernation-timeout", "60") as srv:
+
+        async def run() -> None:
+            ws = await websockets.connect(f"{srv.ws_url}/ws")
+            for sent, expected in steps:
+                await ws.send(sent)
+                assert await asyncio.wait_for(ws.recv(), 10) == expected
+            await ws.close()
+
+        asyncio.run(run())
+        assert "Uncaught exception" not in srv.output()

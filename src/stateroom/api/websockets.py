@@ -247,14 +247,29 @@ class WebSocket:
             return
         if self._tags is not None:
             # Hibernation API: straight to webSocketMessage() of a live instance.
-            obj = host.instance
-            handler = None if obj is None else getattr(obj, "webSocketMessage", None)
-            if handler is None or host.event_timeout_ms is not None:
+            obj: Any = host.instance
+            if (
+                obj is None
+                or host.event_timeout_ms is not None
+                or type(obj) is host.no_message_handler
+            ):
                 self._receive("message", message)
                 return
             host._last_active = host.clock()  # activity postpones hibernation
             try:
-                result = handler(self, message)
+                # A method call, not getattr() then a call: looked up now all the same,
+                # but the class's function gets obj as an argument, not a bound method.
+                result = obj.webSocketMessage(self, message)
+            except Exception:
+                if getattr(obj, "webSocketMessage", None) is None:
+                    # None to call (web_socket_message() perhaps): the general path's case,
+                    # from now on without the exception.
+                    host.no_message_handler = type(obj)
+                    self._receive("message", message)
+                else:
+                    logger.exception("Uncaught exception in webSocketMessage()")
+                return
+            try:
                 if _awaitable(result):
                     host.start(result)
             except Exception:

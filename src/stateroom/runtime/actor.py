@@ -146,6 +146,8 @@ class ActorHost:
         self.hibernatable: dict[WebSocket, None] = {}
         self.auto_response: tuple[str, str] | None = None
         self.event_timeout_ms: int | None = None
+        # A class seen with no webSocketMessage() to call: its messages skip the fast path.
+        self.no_message_handler: type | None = None
         # Storage is opened on first use and closed when the instance leaves memory.
         self.storage: DurableObjectStorage | None = None
         self.output_gate: OutputGate | None = None

@@ -11,31 +11,36 @@ This is what ``asyncio.eager_task_factory`` does on Python 3.12+.
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Coroutine, Generator
-from typing import Any
+from typing import Any, Final
+
+_COROUTINE: Final = types.CoroutineType
+# Called directly for an ``async def`` coroutine: no method look-up on each call.
+_CORO_AWAIT: Final[Any] = types.CoroutineType.__await__
 
 
 def start_eagerly(
     coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop
 ) -> asyncio.Task[Any] | None:
     """Run ``coro`` until it first suspends; ``None`` if it finished (exceptions propagate)."""
-    # next() on the awaitable, not coro.send(None): a coroutine that finishes then
-    # ends the iteration without raising and catching a StopIteration (~0.15 us).
-    yielded = next(coro.__await__(), _FINISHED)
-    if yielded is _FINISHED:
-        return None
-    return loop.create_task(_Resume(coro, yielded).run())
-
-
-_FINISHED: Any = object()  # not None: ``await asyncio.sleep(0)`` suspends by yielding None
+    # A for loop over the awaitable, not coro.send(None): a coroutine that finishes
+    # ends it without a StopIteration raised and caught (~0.15 us). mypyc compiles it
+    # to PyIter_Next, where next() with a sentinel was a look-up in builtins and a call.
+    awaitable = _CORO_AWAIT(coro) if type(coro) is _COROUTINE else coro.__await__()
+    for yielded in awaitable:
+        # The rest goes on through the iterator, which every awaitable (a Future too)
+        # has; only coroutines have send() and throw() themselves.
+        return loop.create_task(_Resume(awaitable, yielded).run())
+    return None
 
 
 class _Resume:
-    """Hands the future a suspended coroutine is waiting on to a real task."""
+    """Hands the future a suspended awaitable is waiting on to a real task."""
 
     __slots__ = ("coro", "yielded")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    def __init__(self, coro: Generator[Any, None, Any], yielded: Any) -> None:
         self.coro = coro
         self.yielded = yielded
 
