@@ -3,7 +3,8 @@
 Binds the network connection to the ``client`` end the Worker returned: frames
 from the socket become events on its peer (the ``server`` end the object
 holds), and the peer's ``send()`` writes frames here. Writes made while
-handling one read leave in a single ``transport.write`` (or one ``writelines``).
+handling one read leave in a single ``transport.write`` (or one ``writelines``);
+the usual one (an echo) is held as is, without a list around it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     __slots__ = (
         "_batch",
+        "_batching",
         "_close_delivered",
         "_close_timer",
         "_ended",
+        "_held",
         "_paused",
         "_plain",
         "_slow_timer",
@@ -64,8 +67,11 @@ class WebSocketConnection(asyncio.Protocol):
         assert peer is not None
         self.peer: WebSocket = peer
         self.protocol = ServerConnection(
-            self._write, self, max_message_size=server.options.max_message_size
+            self._queue, self, max_message_size=server.options.max_message_size
         )
+        # While a read is handled: its first write waits in _held, any more in _batch.
+        self._batching = False
+        self._held: bytes | None = None
         self._batch: list[bytes] | None = None
         self._close_delivered = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -137,8 +143,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _batched(self, receive: Callable[[Any, Any], None], target: Any, arg: Any) -> None:
         """Run ``receive(target, arg)`` as the socket's object, sending its writes in one go."""
-        batch: list[bytes] = []
-        self._batch = batch
+        self._batching = True
         # User code run for these messages belongs to the socket's object.
         host = self.peer._host
         try:
@@ -150,16 +155,27 @@ class WebSocketConnection(asyncio.Protocol):
                     context = _host_context(host)
                 context.run(receive, target, arg)
         finally:
-            self._batch = None
-            if batch:
-                self._flush(batch)
+            self._batching = False
+            held = self._held
+            if held is not None:
+                self._held = None
+                self.transport.write(held)
+            elif self._batch is not None:
+                # One writev, without joining: large payloads are queued apart from their header.
+                self.transport.writelines(self._batch)
+                self._batch = None
 
-    def _flush(self, batch: list[bytes]) -> None:
-        if len(batch) == 1:
-            self.transport.write(batch[0])
+    def _queue(self, data: bytes) -> None:
+        """Send ``data`` now, or with the other writes of the read being handled."""
+        if not self._batching:
+            self.transport.write(data)
+        elif self._batch is not None:
+            self._batch.append(data)
+        elif self._held is None:
+            self._held = data
         else:
-            # One writev, without joining: large payloads are queued apart from their header.
-            self.transport.writelines(batch)
+            self._batch = [self._held, data]
+            self._held = None
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; connection_lost follows
@@ -210,12 +226,7 @@ class WebSocketConnection(asyncio.Protocol):
             data = message.encode()
             if len(data) < 126 and protocol.deflate is None and not protocol.close_sent:
                 # The common case, framed inline: FIN + text, 7-bit length, unmasked.
-                frame = _TEXT_HEADERS[len(data)] + data
-                batch = self._batch
-                if batch is not None:
-                    batch.append(frame)
-                else:
-                    self.transport.write(frame)
+                self._queue(_TEXT_HEADERS[len(data)] + data)
             else:
                 protocol.send_encoded_text(data)
         else:
@@ -260,18 +271,13 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        batch = self._batch
-        if batch is not None:
-            batch.append(data)
-        else:
-            self.transport.write(data)
-
     def _flush_and_close(self) -> None:
-        batch = self._batch
-        if batch:
-            self.transport.write(b"".join(batch))
-            batch.clear()
+        if self._held is not None:
+            self.transport.write(self._held)
+            self._held = None
+        elif self._batch is not None:
+            self.transport.write(b"".join(self._batch))
+            self._batch = None
         self.transport.close()
 
     def _end(self) -> None:
