@@ -75,7 +75,7 @@ $(BENCH_NODE): bench/node/package.json bench/node/package-lock.json
 	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $(BENCH_NODE)
 
-# Benchmark suite (~12 min, on a quiet machine): JSON in bench/results/, tables in bench/README.md.
+# Benchmark suite (~15 min, on a quiet machine): JSON in bench/results/, tables in bench/README.md.
 bench: $(BENCH_STAMP) $(WORKERD) $(BENCH_NODE)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.report

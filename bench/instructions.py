@@ -19,6 +19,13 @@ event-loop wake-up per message, as in the latency test; and 100 connections with
 message each in flight, as in the 100x1 test). The count is user space only; the
 kernel's share is the same for every server (one read and one write syscall per
 message, see bench/README.md).
+
+The third table is the code a one-connection wake-up runs: distinct 64-byte lines of
+instructions executed on most messages (from the same runs, with callgrind's
+per-instruction counts). Every server's path is larger than a 32 KiB first-level
+instruction cache, and the kernel's network stack runs between two messages, so
+much of it is fetched again on each wake-up: a latency cost that grows with these
+lines and that an instruction count does not show.
 """
 
 from __future__ import annotations
@@ -73,9 +80,10 @@ def _run_exact(path: str, messages: int) -> None:
         uvloop.run(drive_app(path, drive))
 
 
-def _callgrind(out: Path) -> list[str]:
+def _callgrind(out: Path, per_instruction: bool = False) -> list[str]:
     """The valgrind prefix of a counted run; its totals go to stderr."""
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+    detail = ["--dump-instr=yes", "--dump-line=no"] if per_instruction else []
+    return ["valgrind", "--tool=callgrind", *detail, f"--callgrind-out-file={out}", sys.executable]
 
 
 def _collected(stderr: bytes, what: str) -> int:
@@ -133,11 +141,15 @@ def _echo_rounds(socks: list[socket.socket], rounds: int) -> None:
                 got += more
 
 
-def _count_server(name: str, conns: int, messages: int) -> int:
-    """User-space instructions of one server process that served ``messages`` echoes."""
+def _count_server(name: str, conns: int, messages: int, costs: dict[int, int] | None = None) -> int:
+    """User-space instructions of one server process that served ``messages`` echoes.
+
+    With ``costs``, also fills it with the instructions executed at each code address.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [*_callgrind(Path(tmp) / "out"), *SERVERS[name], "--port", str(port)]
+        out = Path(tmp) / "out"
+        argv = [*_callgrind(out, costs is not None), *SERVERS[name], "--port", str(port)]
         log = Path(tmp) / "stderr"
         with log.open("wb") as log_file:  # a file, not a pipe: a full pipe would stall the server
             proc = subprocess.Popen(argv, cwd=ROOT, env=_ENV, stderr=log_file)
@@ -148,9 +160,49 @@ def _count_server(name: str, conns: int, messages: int) -> int:
             for sock in socks:
                 sock.close()
         finally:
-            proc.send_signal(signal.SIGINT)  # a clean exit, so callgrind writes its totals
+            # SIGTERM, not SIGINT: under valgrind picows did not always act on SIGINT, and
+            # both runs of a pair must end the same way. Valgrind writes its totals either way.
+            proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=300)
+        if costs is not None:
+            costs.update(_instruction_costs(out))
         return _collected(log.read_bytes(), name)
+
+
+def _instruction_costs(out: Path) -> dict[int, int]:
+    """Self cost by instruction address, from a callgrind file written with --dump-instr."""
+    costs: dict[int, int] = {}
+    addr = 0
+    call_line = False
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith("calls="):
+            call_line = True  # the next line is the call's inclusive cost: not this code's
+            continue
+        if not line or line[0] not in "0123456789+-*":
+            continue
+        position, *cost = line.split()
+        if position[0] == "+":
+            addr += int(position[1:], 0)
+        elif position[0] == "-":
+            addr -= int(position[1:], 0)
+        elif position != "*":
+            addr = int(position, 16)
+        if call_line:
+            call_line = False
+        elif cost:
+            costs[addr] = costs.get(addr, 0) + int(cost[0])
+    return costs
+
+
+def _hot_lines(once: dict[int, int], twice: dict[int, int], messages: int) -> int:
+    """Distinct 64-byte lines of code run on most messages: what a wake-up must fetch."""
+    return len(
+        {
+            addr >> 6
+            for addr, cost in twice.items()
+            if addr in once and (cost - once[addr]) / messages >= 0.5
+        }
+    )
 
 
 def main() -> None:
@@ -186,12 +238,24 @@ def main() -> None:
         results["server_instructions_per_message"] = whole
         results["server_messages"] = m
         print("whole server process over real sockets, user-space instructions per message:")
+        lines: dict[str, int] = {}
         for name in SERVERS:
             whole[name] = {}
             for conns, label in SHAPES:
-                count = (_count_server(name, conns, 2 * m) - _count_server(name, conns, m)) / m
+                # One connection: one wake-up per message, so also note the code it touches.
+                once: dict[int, int] | None = {} if conns == 1 else None
+                twice: dict[int, int] | None = {} if conns == 1 else None
+                count = (
+                    _count_server(name, conns, 2 * m, twice) - _count_server(name, conns, m, once)
+                ) / m
                 whole[name][label] = round(count)
                 print(f"  {name:24s} {label:14s} {whole[name][label]:7d}", flush=True)
+                if once is not None and twice is not None:
+                    lines[name] = _hot_lines(once, twice, m)
+        results["server_code_lines_per_message"] = lines
+        print("whole server, 1 conn x 1: 64-byte lines of code run on most messages:")
+        for name, count in lines.items():
+            print(f"  {name:24s} {count:7d} ({count * 64 / 1024:.1f} KiB)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

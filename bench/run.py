@@ -1,6 +1,6 @@
 """Run the benchmark: every server side by side, alternating, several rounds.
 
-    .venv/bin/python -m bench.run                 # full run (~12 min), JSON in bench/results/
+    .venv/bin/python -m bench.run                 # full run (~15 min), JSON in bench/results/
     .venv/bin/python -m bench.run --smoke         # 1-second runs to prove the harness works
     .venv/bin/python -m bench.run --servers picows,stateroom --scenarios echo_c100_d8
 
