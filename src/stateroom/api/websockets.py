@@ -18,7 +18,7 @@ import functools
 import logging
 import types
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from stateroom.runtime.context import current_host
 
@@ -42,12 +42,20 @@ _COROUTINE: Final = types.CoroutineType
 Message = str | bytes
 
 
-class WebSocketSink(Protocol):
-    """Where an end's outgoing messages go: a network connection or the peer end."""
+class WebSocketSink:
+    """Where an end's outgoing messages go: a network connection or the peer end.
 
-    def send_message(self, message: Message) -> None: ...
+    A base class rather than a Protocol: compiled, a send through it is a direct call,
+    where a Protocol-typed one is a method lookup by name and an argument parse.
+    """
 
-    def close(self, code: int | None, reason: str) -> None: ...
+    __slots__ = ()
+
+    def send_message(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def close(self, code: int | None, reason: str) -> None:
+        raise NotImplementedError
 
 
 class MessageEvent:
@@ -396,7 +404,7 @@ def _valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-class _PeerSink:
+class _PeerSink(WebSocketSink):
     """In-process delivery to the other end of a pair."""
 
     __slots__ = ("_peer",)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.api.requests import Request
-from stateroom.api.websockets import ABNORMAL, Message, WebSocket
+from stateroom.api.websockets import ABNORMAL, Message, WebSocket, WebSocketSink
 from stateroom.protocol.connection import OPEN, ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
 from stateroom.protocol.frames import CLOSE_GOING_AWAY, unmask_text
@@ -37,8 +37,12 @@ _DELIVER_TEXT: Final = WebSocket._receive_message
 _RECEIVE_DATA: Final = ServerConnection.receive_data
 
 
-class WebSocketConnection(asyncio.Protocol):
-    """One upgraded client connection, bound to a ``WebSocket`` end."""
+class WebSocketConnection(WebSocketSink):
+    """One upgraded client connection, bound to a ``WebSocket`` end.
+
+    An asyncio protocol by its methods (uvloop and asyncio take any object that has
+    them); its base class is the sink its object's ``WebSocket`` sends through.
+    """
 
     __slots__ = (
         "_batch",
@@ -110,7 +114,7 @@ class WebSocketConnection(asyncio.Protocol):
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
         self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
-        self.transport.set_protocol(self)
+        self.transport.set_protocol(self)  # type: ignore[arg-type]  # a protocol by its methods
         self.server.connection_opened(self)
         self.client._bind(self)
         if tail:
