@@ -160,14 +160,19 @@ class WebSocketConnection(WebSocketSink):
                 context.run(receive, target, arg)
         finally:
             self._batching = False
-            held = self._held
-            if held is not None:
-                self._held = None
-                self.transport.write(held)
-            elif self._batch is not None:
-                # One writev, without joining: large payloads are queued apart from their header.
-                self.transport.writelines(self._batch)
-                self._batch = None
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the writes held back while a read was handled."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.transport.write(held)
+        elif self._batch is not None:
+            batch = self._batch
+            self._batch = None
+            # One writev, without joining: large payloads are queued apart from their header.
+            self.transport.writelines(batch)
 
     def _queue(self, data: bytes) -> None:
         """Send ``data`` now, or with the other writes of the read being handled."""
@@ -276,12 +281,7 @@ class WebSocketConnection(WebSocketSink):
     # -- internals ---------------------------------------------------------------------
 
     def _flush_and_close(self) -> None:
-        if self._held is not None:
-            self.transport.write(self._held)
-            self._held = None
-        elif self._batch is not None:
-            self.transport.write(b"".join(self._batch))
-            self._batch = None
+        self._flush()
         self.transport.close()
 
     def _end(self) -> None:
