@@ -461,20 +461,38 @@ class Scenario:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _loadgen_argv(
-    cores: Cores, server: RunningServer, scenario: Scenario, warmup: float, duration: float
+def _loadgen_cmd(
+    cores: Cores, mode: str, path: str, warmup: float, duration: float, *flags: str
 ) -> list[str]:
+    """The load generator pinned to its core, in ``mode``, with ``flags`` for that mode."""
     return [
         *cores.prefix(cores.generator),
         str(LOADGEN_BIN),
         "--mode",
-        scenario.mode,
+        mode,
         "--host",
         HOST,
+        "--path",
+        path,
+        *flags,
+        "--warmup",
+        f"{warmup:g}",
+        "--duration",
+        f"{duration:g}",
+    ]
+
+
+def _loadgen_argv(
+    cores: Cores, server: RunningServer, scenario: Scenario, warmup: float, duration: float
+) -> list[str]:
+    return _loadgen_cmd(
+        cores,
+        scenario.mode,
+        server.path,
+        warmup,
+        duration,
         "--port",
         str(server.port),
-        "--path",
-        server.path,
         "--conns",
         str(scenario.conns),
         "--inflight",
@@ -483,11 +501,7 @@ def _loadgen_argv(
         str(scenario.size),
         "--open-concurrency",
         str(scenario.open_concurrency),
-        "--warmup",
-        f"{warmup:g}",
-        "--duration",
-        f"{duration:g}",
-    ]
+    )
 
 
 class _LineReader:
@@ -579,24 +593,10 @@ def run_alternating(
     paths = {s.path for s in servers}
     if len(paths) != 1:
         raise BenchError(f"alternating servers need one WebSocket path, not {sorted(paths)}")
-    argv = [
-        *cores.prefix(cores.generator),
-        str(LOADGEN_BIN),
-        "--mode",
-        "alternate",
-        "--host",
-        HOST,
-        "--ports",
-        ",".join(str(s.port) for s in servers),
-        "--path",
-        paths.pop(),
-        "--block",
-        str(block),
-        "--warmup",
-        f"{warmup:g}",
-        "--duration",
-        f"{duration:g}",
-    ]
+    ports = ",".join(str(s.port) for s in servers)
+    argv = _loadgen_cmd(
+        cores, "alternate", paths.pop(), warmup, duration, "--ports", ports, "--block", str(block)
+    )
     done = subprocess.run(
         argv,
         stdin=subprocess.DEVNULL,

@@ -65,6 +65,11 @@ ALTERNATING_TITLE = (
 WARM = Scenario("warm", "warm-up", "echo", 10, 1, 32)
 
 
+def latency_us(lat: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
+    """The load generator's latency figures (ns) named in ``keys``, as ``<key>_us``."""
+    return {f"{key}_us": lat[key] / 1e3 for key in keys}
+
+
 def echo_metrics(run: LoadRun) -> dict[str, Any]:
     r = run.result
     window = r["window_s"] or 1e-9
@@ -76,10 +81,7 @@ def echo_metrics(run: LoadRun) -> dict[str, Any]:
         "server_cpu_util": run.server_cpu_s / run.window_s if run.window_s > 0 else None,
         "client_cpu_util": r["client_cpu_s"] / window,
         "msgs_per_server_cpu_s": r["messages"] / run.server_cpu_s if run.server_cpu_s else None,
-        "p50_us": lat["p50"] / 1e3,
-        "p90_us": lat["p90"] / 1e3,
-        "p99_us": lat["p99"] / 1e3,
-        "max_us": lat["max"] / 1e3,
+        **latency_us(lat, ("p50", "p90", "p99", "max")),
         "messages": r["messages"],
         "window_s": window,
     }
@@ -219,15 +221,8 @@ def alternating_round(
         except BenchError as exc:
             return out | {s.name: {"error": str(exc)} for s in running}
     for name, lat in figures.items():
-        out[name] = {
-            "p50_us": lat["p50"] / 1e3,
-            "p90_us": lat["p90"] / 1e3,
-            "p99_us": lat["p99"] / 1e3,
-            "p999_us": lat["p999"] / 1e3,
-            "max_us": lat["max"] / 1e3,
-            "mean_us": lat["mean"] / 1e3,
-            "messages": lat["count"],
-        }
+        keys = ("p50", "p90", "p99", "p999", "max", "mean")
+        out[name] = {**latency_us(lat, keys), "messages": lat["count"]}
     return out
 
 
