@@ -26,6 +26,8 @@ _HOST: Final = re.compile(
     r"(?::[0-9]*)?",
     re.ASCII,
 )
+# The common case, a reg-name without percent-encoding: one character class, checked fast.
+_PLAIN_HOST: Final = re.compile(r"[\w.~!$&'()*+,;=-]+(?::[0-9]*)?", re.ASCII)
 # The absolute form a server must accept (RFC 9112 3.2.2): scheme, authority, path-abempty
 # and query; no userinfo (RFC 9110 4.2.4 forbids it in http(s) URIs).
 _ABSOLUTE: Final = re.compile(r"(https?)://([^/?#@]*)(/[^#]*|\?[^#]*|)", re.ASCII | re.IGNORECASE)
@@ -41,6 +43,8 @@ class TargetError(ValueError):
 
 def valid_host(host: str) -> bool:
     """Is ``host`` a non-empty RFC 3986 ``host [ ":" port ]``?"""
+    if _PLAIN_HOST.fullmatch(host) is not None:
+        return True
     return bool(host) and _HOST.fullmatch(host) is not None and not host.startswith(":")
 
 

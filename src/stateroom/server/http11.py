@@ -71,6 +71,7 @@ class HttpConnection(asyncio.Protocol):
         self._completed = 0
         # A request after which the connection closes was read: parse nothing after it.
         self._final = False
+        self._eof = False  # the client half-closed: close once every answer has left
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -144,8 +145,10 @@ class HttpConnection(asyncio.Protocol):
                 self._fail_request(400, _parser_error_text(str(exc)))
 
     def eof_received(self) -> bool | None:
-        # Half-closed clients still get their pipelined answers.
-        return bool(self._queue or (self._task and not self._task.done()))
+        # Half-closed clients still get their pipelined answers; then the connection
+        # closes, as no request can follow (RFC 9112 9.6).
+        self._eof = True
+        return self._answering()
 
     def pause_writing(self) -> None:
         # The client is not reading its responses: read no more requests, and answer
@@ -292,6 +295,8 @@ class HttpConnection(asyncio.Protocol):
                 return
             if pending.upgrade_tail is not None:
                 self._resume_after_upgrade_refused(pending.upgrade_tail)
+        if self._eof and not self._closing:
+            self._close()
         if not self._closing:
             if self._expect_continue:
                 self._send_continue()  # its turn has come: every earlier answer has left
