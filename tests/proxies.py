@@ -147,8 +147,9 @@ defaults
 
 frontend stateroom
     bind {listen}
-    # stateroom resolves "." and ".." segments (also percent-encoded) as URLs do, so
-    # /public/../admin would reach /admin past a path rule: refuse them here.
+    # stateroom passes paths as sent; an app that resolves "." and ".." segments (also
+    # percent-encoded) as URL parsers do would be reached at /admin by /public/../admin,
+    # past a rule on the raw path: refuse them here.
     http-request deny deny_status 400 if {{ path,url_dec -m reg (^|/)\\.\\.?(/|$) }}
 {HAPROXY_ADMIN_RULE if test else ""}    default_backend stateroom
 
