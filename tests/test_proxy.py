@@ -425,10 +425,16 @@ DOT_PROBES = [
     "/public/./../admin/dots-",
     "/public/..%2fadmin/dots-",
 ]
+# Absolute-form targets: the authority is the request's own, the path still meets the rule.
+ABSOLUTE_PROBES = [
+    "http://h/admin/absolute-",
+    "http://h/public/../admin/absolute-",
+    "http://h/public/%2e%2e/admin/absolute-",
+]
 
 
-@pytest.mark.parametrize("path", DOT_PROBES)
-def test_dot_segments_cannot_reach_a_denied_path(stacks: Stacks, kind: str, path: str) -> None:
+@pytest.mark.parametrize("path", DOT_PROBES + ABSOLUTE_PROBES)
+def test_request_target_cannot_reach_a_denied_path(stacks: Stacks, kind: str, path: str) -> None:
     proxy = stacks.get(kind, "recorder")
     tag = uuid.uuid4().hex[:8]
     path += tag
