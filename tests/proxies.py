@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,13 +205,15 @@ def _accepting(port: int) -> bool:
         return False
 
 
-def _start(kind: str, upstream: RunningServer, workdir: Path) -> RunningProxy | None:
+def _start(
+    kind: str, upstream: RunningServer, workdir: Path, edit: Callable[[str], str]
+) -> RunningProxy | None:
     """One try: None when the port picked was taken meanwhile."""
     port = free_port()
     conf = workdir / f"{kind}.conf"
     out = workdir / "output.log"
     if kind == "nginx":
-        conf.write_text(nginx_config(f"127.0.0.1:{port}", upstream.port, workdir))
+        conf.write_text(edit(nginx_config(f"127.0.0.1:{port}", upstream.port, workdir)))
         cmd = [
             binary("nginx"),
             "-p",
@@ -222,7 +224,7 @@ def _start(kind: str, upstream: RunningServer, workdir: Path) -> RunningProxy | 
             str(workdir / "error.log"),
         ]
     else:
-        conf.write_text(haproxy_config(f"127.0.0.1:{port}", upstream.port, workdir))
+        conf.write_text(edit(haproxy_config(f"127.0.0.1:{port}", upstream.port, workdir)))
         cmd = [binary("haproxy"), "-db", "-f", str(conf)]
     with open(out, "ab") as sink:
         proc = subprocess.Popen(
@@ -246,13 +248,16 @@ def _start(kind: str, upstream: RunningServer, workdir: Path) -> RunningProxy | 
 
 
 @contextlib.contextmanager
-def run_proxy(kind: str, upstream: RunningServer) -> Iterator[RunningProxy]:
-    """``kind`` ("nginx" or "haproxy") in front of ``upstream`` until the block ends."""
+def run_proxy(
+    kind: str, upstream: RunningServer, edit: Callable[[str], str] = lambda config: config
+) -> Iterator[RunningProxy]:
+    """``kind`` ("nginx" or "haproxy") in front of ``upstream`` until the block ends;
+    ``edit`` may change the configuration (a variant the README advises against)."""
     with tempfile.TemporaryDirectory(prefix=f"stateroom-{kind}-") as tmp:
         workdir = Path(tmp)
         proxy = None
         for _ in range(5):
-            proxy = _start(kind, upstream, workdir)
+            proxy = _start(kind, upstream, workdir, edit)
             if proxy is not None:
                 break
         if proxy is None:

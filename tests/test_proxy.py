@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,22 @@ APPS: dict[str, tuple[str, ...]] = {
 }
 
 
+# nginx's own WebSocket example maps no Upgrade to "Connection: close": with it the
+# upstream keep-alive does nothing for plain requests, but an upgrade request still goes
+# on a kept connection (issue #18 was found with it). Not what the README advises.
+MAP_CLOSE = "''      close;"
+
+
+def _map_close(config: str) -> str:
+    assert "''      '';" in config
+    return config.replace("''      '';", MAP_CLOSE)
+
+
+VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "nginx-map-close": ("nginx", _map_close),
+}
+
+
 class Stacks:
     """Servers and proxies for the module, each started on first use and kept until the
     module's tests are done: one stateroom server per (proxy, app), so that what one
@@ -57,7 +73,9 @@ class Stacks:
         if key not in self._proxies:
             app_dir, *args = APPS[app]
             server = self._exits.enter_context(serve(app_dir, *args))
-            self._proxies[key] = self._exits.enter_context(run_proxy(kind, server))
+            binary_kind, edit = VARIANTS.get(kind, (kind, lambda config: config))
+            proxy = run_proxy(binary_kind, server, edit)
+            self._proxies[key] = self._exits.enter_context(proxy)
         return self._proxies[key]
 
 
@@ -342,6 +360,20 @@ def test_proxy_reuses_upstream_connections(stacks: Stacks, kind: str) -> None:
     assert len([r for r in seen_by_app(proxy.upstream) if tag in r["path"]]) == requests
 
 
+def test_nginx_map_to_close_defeats_upstream_keep_alive(stacks: Stacks) -> None:
+    """Why the README's map gives plain requests an empty Connection, not "close": with
+    "close", each request costs a new connection to stateroom, keepalive 16 or not."""
+    proxy = stacks.get("nginx-map-close", "recorder")
+    assert MAP_CLOSE in (proxy.workdir / "nginx.conf").read_text()
+    tag = uuid.uuid4().hex[:8]
+    requests = 5
+    before = upstream_connections(proxy.upstream.port)
+    for i in range(requests):
+        reply = get(proxy.port, f"/public/close-{tag}-{i}", extra="Connection: close\r\n")
+        assert reply is not None and reply.body == answered("GET", f"/public/close-{tag}-{i}")
+    assert len(upstream_connections(proxy.upstream.port) - before) == requests
+
+
 # -- smuggling and rule-bypass probes -----------------------------------------------------
 
 
@@ -350,9 +382,11 @@ def _assert_app_never_saw_admin(proxy: RunningProxy, tag: str) -> None:
     assert not admin, f"requests reached /admin past {proxy.kind}'s deny rule: {admin}"
 
 
+@pytest.mark.parametrize("kind", [*KINDS, *VARIANTS])
 def test_refused_upgrade_body_is_not_a_request(stacks: Stacks, kind: str) -> None:
     """Issue #18: a request with Connection: Upgrade, an Upgrade and a body, answered
-    without a 101, must not have its body run as the next request on the connection."""
+    without a 101, must not have its body run as the next request on the connection
+    (also behind nginx's map to "close", the configuration the issue was found with)."""
     proxy = stacks.get(kind, "recorder")
     tag = uuid.uuid4().hex[:8]
     smuggled = f"GET /admin/smuggled-{tag} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
