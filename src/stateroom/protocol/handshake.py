@@ -36,7 +36,11 @@ def wants_websocket(upgrade_header: str | None) -> bool:
 
 def has_token(values: list[str], token: str) -> bool:
     """Does a comma-separated list header (``Connection``) carry ``token``, in any case?"""
-    return any(part.strip().lower() == token for value in values for part in value.split(","))
+    for value in values:
+        lower = value.lower()
+        if lower == token or (token in lower and token in map(str.strip, lower.split(","))):
+            return True
+    return False
 
 
 def valid_key(key: str) -> bool:
