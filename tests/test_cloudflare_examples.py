@@ -299,3 +299,64 @@ def test_14_websocket_stream_consumer(tmp_path: Path) -> None:
             )
     finally:
         jetstream.stop()
+
+
+# -- Cloudflare's documentation examples (their Python tabs), as our own apps ----------
+
+
+def test_docs_build_a_counter() -> None:
+    with serve(SDK_APPS / "docs-counter") as srv:
+        assert fetch(srv, "/?name=A") == (200, "Durable Object 'A' count: 0")
+        assert fetch(srv, "/increment?name=A") == (200, "Durable Object 'A' count: 1")
+        assert fetch(srv, "/increment?name=A") == (200, "Durable Object 'A' count: 2")
+        assert fetch(srv, "/decrement?name=A") == (200, "Durable Object 'A' count: 0")
+        assert fetch(srv, "/increment?name=B") == (200, "Durable Object 'B' count: 1")
+        assert fetch(srv, "/?name=A") == (200, "Durable Object 'A' count: 0")
+        assert fetch(srv, "/other?name=A") == (404, "Not found")
+        assert fetch(srv, "/") == (200, "Select a Durable Object with ?name=A")
+
+
+def test_docs_sql_rows_by_attribute_and_module_env() -> None:
+    with serve(SDK_APPS / "docs-sql") as srv:
+        assert fetch(srv, "/anything") == (200, "Hello, World!")
+        assert fetch(srv, "/hello/stateroom") == (200, "Hello, stateroom!")
+
+
+def test_docs_websocket_hibernation_server() -> None:
+    async def receive(ws: websockets.ClientConnection) -> str:
+        message = await asyncio.wait_for(ws.recv(), 10)
+        assert isinstance(message, str)
+        return message
+
+    async def scenario(srv: RunningServer) -> None:
+        url = f"{srv.ws_url}/websocket"
+        async with websockets.connect(url) as a, websockets.connect(url) as b:
+            await a.send("hi")
+            to_sender = await receive(a)
+            assert to_sender.startswith("hi from ") and to_sender.endswith(
+                "to: the sender. Total: 2"
+            )
+            session_a = to_sender.split()[2]
+            assert await receive(b) == f"hi from {session_a} to: the others. Total: 2"
+            # The auto-response answers without waking the object.
+            await b.send("ping")
+            assert await receive(b) == "pong"
+            # Both sockets stay open while the object hibernates; the next message
+            # constructs it again, and its constructor finds both sessions.
+            srv.wait_for_log("Hibernating object")
+            await b.send("after")
+            assert (await receive(b)).endswith("to: the sender. Total: 2")
+            assert (await receive(a)).endswith("to: the others. Total: 2")
+            srv.wait_for_log("constructed with 2 sessions")
+            await a.close(1000, "done")
+            assert a.close_code == 1000
+
+    with serve(
+        SDK_APPS / "docs-hibernation", "--hibernation-timeout", "0.2", "--log-level", "debug"
+    ) as srv:
+        assert fetch(srv, "/websocket")[0] == 426
+        assert fetch(srv, "/") == (
+            200,
+            "Supported endpoints:\n/websocket: Expects a WebSocket upgrade request",
+        )
+        asyncio.run(scenario(srv))

@@ -385,3 +385,23 @@ def test_dev_reloads_when_dev_vars_change(tmp_path: Path) -> None:
         )
         srv.wait_for_log(r"reloaded \((?:.|\n)*reloaded \(")
         assert fetch(srv, "/shout") == (200, "hello from the top level?")
+
+
+def test_vendored_python_modules_are_importable(tmp_path: Path) -> None:
+    """pywrangler vendors a project's packages into python_modules/ next to src/."""
+    app = copy_app(tmp_path)
+    package = app / "python_modules" / "vendored_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 'from python_modules'\n")
+    entry = app / "src" / "entry.py"
+    entry.write_text(
+        entry.read_text().replace(
+            'if path == "/shout":',
+            'if path == "/vendored":\n'
+            "            import vendored_pkg\n\n"
+            "            return Response(vendored_pkg.VALUE)\n"
+            '        if path == "/shout":',
+        )
+    )
+    with serve(app) as srv:
+        assert fetch(srv, "/vendored") == (200, "from python_modules")

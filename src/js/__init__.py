@@ -9,6 +9,7 @@ arguments). What each one returns:
 ========================  =============================================================
 ``WebSocketPair.new()``   a ``stateroom.WebSocketPair`` (``client, server = pair``,
                           ``pair.object_values()``, ``Object.values(pair)``)
+``WebSocketRequest...``   ``WebSocketRequestResponsePair.new(req, res)``: stateroom's
 ``Response.new(...)``     a ``stateroom.Response``; ``Response.json(data, init)``,
                           ``Response.redirect(url, status)``
 ``Request.new(...)``      a ``stateroom.Request``
@@ -60,6 +61,7 @@ __all__ = [
     "URLSearchParams",
     "WebSocket",
     "WebSocketPair",
+    "WebSocketRequestResponsePair",
     "clearTimeout",
     "console",
     "fetch",
@@ -100,6 +102,18 @@ class WebSocketPair:
     @staticmethod
     def new() -> stateroom.WebSocketPair:
         return stateroom.WebSocketPair()
+
+
+class WebSocketRequestResponsePair:
+    """``WebSocketRequestResponsePair.new("ping", "pong")``: an auto-response for
+    ``ctx.setWebSocketAutoResponse``; makes a ``stateroom.WebSocketRequestResponsePair``."""
+
+    def __new__(cls, request: str, response: str) -> stateroom.WebSocketRequestResponsePair:  # type: ignore[misc]
+        return stateroom.WebSocketRequestResponsePair(request, response)
+
+    @staticmethod
+    def new(request: str, response: str) -> stateroom.WebSocketRequestResponsePair:
+        return stateroom.WebSocketRequestResponsePair(request, response)
 
 
 class Headers(stateroom.Headers):

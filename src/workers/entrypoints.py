@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import stateroom
+from pyodide.ffi import JsObject
 from workers.request import Request
 from workers.rpc import _EnvWrapper
 
@@ -108,6 +109,8 @@ class _StartedWrites:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._storage, name)
+        if name == "sql":
+            return _Sql(attr)
         if name not in _WRITES:
             return attr
 
@@ -119,6 +122,48 @@ class _StartedWrites:
 
     def __repr__(self) -> str:
         return f"<storage {self._storage!r}>"
+
+
+class _Sql:
+    """``ctx.storage.sql`` whose rows also read as attributes (``row.greeting``), as a row
+    does in Python on Cloudflare (a JavaScript object); they are still dicts."""
+
+    __slots__ = ("_sql",)
+
+    def __init__(self, sql: Any) -> None:
+        self._sql = sql
+
+    def exec(self, query: str, *bindings: Any) -> _Cursor:
+        return _Cursor(self._sql.exec(query, *bindings))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sql, name)
+
+
+class _Cursor:
+    """A SQL cursor whose rows are ``JsObject``s (dicts with attribute access)."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __iter__(self) -> _Cursor:
+        return self
+
+    def __next__(self) -> JsObject:
+        return JsObject(next(self._cursor))
+
+    def toArray(self) -> list[JsObject]:
+        return [JsObject(row) for row in self._cursor.toArray()]
+
+    to_array = toArray
+
+    def one(self) -> JsObject:
+        return JsObject(self._cursor.one())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 def _start(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
