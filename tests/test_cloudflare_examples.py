@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -360,3 +361,24 @@ def test_docs_websocket_hibernation_server() -> None:
             "Supported endpoints:\n/websocket: Expects a WebSocket upgrade request",
         )
         asyncio.run(scenario(srv))
+
+
+def test_14_when_the_connection_fails(tmp_path: Path) -> None:
+    """Nothing listens at the URL: the error listener runs (and aborts the object)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = tmp_path / "app"
+    shutil.copytree(APPS / "14-websocket-stream-consumer", app)
+    config = (app / "wrangler.jsonc").read_text()
+    (app / "wrangler.jsonc").write_text(
+        config.replace(
+            '"durable_objects"',
+            f'"vars": {{"JETSTREAM_URL": "ws://127.0.0.1:{port}/subscribe"}},\n\t"durable_objects"',
+        )
+    )
+    with serve(app) as srv:
+        assert fetch(srv, "/status") == (200, "Firehose status: disconnected")
+        srv.wait_for_log(r"WebSocket error: Event\('error'")
+        srv.wait_for_log(r"ctx\.abort\(\): WebSocket error occurred")
+        assert "Connected to Bluesky" not in srv.output()

@@ -70,7 +70,8 @@ class DurableObjectContext:
         host = getattr(self._ctx, "_host", None)
         if host is None:
             raise RuntimeError("abort() needs the ctx stateroom gave this Durable Object")
-        host.reset(f"ctx.abort(): {message}")
+        if host.ctx is self._ctx:  # not reset already (an abort from a dying instance)
+            host.reset(f"ctx.abort(): {message}")
         raise DurableObjectAbort(message)
 
     def __repr__(self) -> str:

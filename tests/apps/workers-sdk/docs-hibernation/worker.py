@@ -3,6 +3,7 @@ example (its Python tab), in our own words: sessions rebuilt in the constructor 
 ctx.getWebSockets() and socket attachments, an auto-response made with
 js.WebSocketRequestResponsePair.new, and a broadcast from webSocketMessage."""
 
+import logging
 import uuid
 
 from js import WebSocketPair, WebSocketRequestResponsePair
@@ -31,7 +32,9 @@ class WebSocketHibernationServer(DurableObject):
             session_id = ws.deserializeAttachment()
             if session_id:
                 self.sessions[session_id] = ws
-        print(f"constructed with {len(self.sessions)} sessions")
+        logging.getLogger("docs-hibernation").info(
+            "constructed with %d sessions", len(self.sessions)
+        )
         self.ctx.setWebSocketAutoResponse(WebSocketRequestResponsePair.new("ping", "pong"))
 
     async def fetch(self, request):
