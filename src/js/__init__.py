@@ -9,7 +9,8 @@ arguments). What each one returns:
 ========================  =============================================================
 ``WebSocketPair.new()``   a ``stateroom.WebSocketPair`` (``client, server = pair``,
                           ``pair.object_values()``, ``Object.values(pair)``)
-``WebSocketRequest...``   ``WebSocketRequestResponsePair.new(req, res)``: stateroom's
+``WebSocketRequest``      ``WebSocketRequestResponsePair.new(request, response)``:
+``ResponsePair``          a ``stateroom.WebSocketRequestResponsePair``
 ``Response.new(...)``     a ``stateroom.Response``; ``Response.json(data, init)``,
                           ``Response.redirect(url, status)``
 ``Request.new(...)``      a ``stateroom.Request``
@@ -27,7 +28,8 @@ arguments). What each one returns:
 ``setTimeout`` & co.      the running asyncio loop's timers
 ========================  =============================================================
 
-Anything else raises ``AttributeError`` naming the missing global, rather than
+Any other name is missing (``ImportError`` from ``from js import ...``, ``AttributeError``
+from ``js.NAME``), rather than
 pretending: there is no JavaScript behind these names.
 """
 
