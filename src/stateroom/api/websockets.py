@@ -241,6 +241,14 @@ class WebSocket:
             raise RuntimeError("WebSocket has no peer to bind.")
         peer._sink = sink
         self.readyState = OPEN
+        # What the peer sent before this end reached the network (a welcome sent before
+        # the 101 response was returned) leaves first, in order, as on Cloudflare.
+        backlog, self._backlog = self._backlog, None
+        for kind, args in backlog or ():
+            if kind == "message":
+                sink.send_message(args[0])
+            elif kind == "close":
+                sink.close(None if args[0] == NO_STATUS else args[0], args[1])
 
     def _receive_message(self, message: Message) -> None:
         """A message arrived: the hot path of ``_receive("message", ...)``.
