@@ -51,7 +51,7 @@ test: $(STAMP) $(WORKERD) proxies
 test-pure: $(STAMP) $(WORKERD) proxies
 	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
 	find $(PURE) -name '*.so' -delete
-	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider
+	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(CURDIR)/$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider
 
 lint:
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -3,6 +3,7 @@ finish; ``stateroom dev`` reloads changed code and closes open sockets with 1012
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -129,3 +130,11 @@ def test_sigterm_with_hostile_clients_still_exits() -> None:
                 sock.close()
         assert exit_code == 0, srv.output()
         assert time.monotonic() - started < 10
+
+
+def test_servers_run_the_build_under_test() -> None:
+    """`make test` runs the suite twice; the servers the second run starts (with their own
+    working directory) must run the pure-Python copy too, not the compiled install."""
+    with serve("examples/websocket-server") as srv:
+        pure = "runs as pure Python" in srv.output()
+    assert pure == bool(os.environ.get("STATEROOM_PURE_PYTHON")), srv.output()

@@ -79,6 +79,16 @@ def test_object_wait_until_keeps_the_object_in_memory(srv: RunningServer) -> Non
     assert fetch(srv, "/obj/a/constructed") == (200, "2")
 
 
+# -- storage calls take effect when made -------------------------------------------------
+
+
+def test_storage_calls_nobody_awaits_still_happen(srv: RunningServer) -> None:
+    assert fetch(srv, "/obj/u/unawaited?hello") == (200, "written")
+    # The response left only once the un-awaited write was durable (the output gate).
+    assert fetch(srv, "/obj/u/read") == (200, "hello")
+    wait_events(srv, "u alarm")  # the un-awaited setAlarm() was set, and fired
+
+
 # -- hibernatable sockets: webSocketError, event timeout, auto-response ------------------
 
 

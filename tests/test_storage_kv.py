@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from stateroom.runtime.gates import OutputGate
 from stateroom.storage import (
     DurableObjectStorage,
+    DurableObjectTransaction,
     SqliteBackend,
     StorageLimitError,
     StorageLimits,
@@ -530,3 +532,35 @@ def test_writes_of_other_events_are_not_rolled_back_with_a_transaction() -> None
         backend.close()
 
     asyncio.run(main())
+
+
+def test_calls_take_effect_when_made_awaited_or_not() -> None:
+    """As on Cloudflare: a storage call starts when it is made; awaiting only gives the
+    result. Nothing nobody awaits is lost, and errors wait for the await."""
+
+    async def body(s: DurableObjectStorage) -> None:
+        gate = s._txn._tracker
+        assert isinstance(gate, OutputGate)
+        s.put("a", 1)  # not awaited
+        s.put({"b": 2, "c": 3})
+        s.setAlarm(datetime(2030, 1, 1, tzinfo=UTC))
+        s.delete("c")
+        assert s.commit_pending and gate.pending
+        assert await s.get(["a", "b", "c"]) == {"a": 1, "b": 2}
+        assert await s.getAlarm() == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp() * 1000)
+        failed = s.put("k")  # no value: the error waits for the await
+        with pytest.raises(TypeError, match="no value"):
+            await failed
+        pending = s.get("a")
+        assert await pending == 1 and await pending == 1  # awaitable more than once
+        assert await asyncio.gather(s.get("a"), s.get("b")) == [1, 2]
+        await s.sync()
+        assert not s.commit_pending
+
+        async def closure(txn: DurableObjectTransaction) -> None:
+            txn.put("t", "in a transaction")  # not awaited either
+
+        await s.transaction(closure)
+        assert await s.get("t") == "in a transaction"
+
+    run(body, write_tracker=OutputGate())

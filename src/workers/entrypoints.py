@@ -14,11 +14,10 @@ it runs its own. What the SDK adds, done here the same way from the outside:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from typing import Any
 
 import stateroom
@@ -59,9 +58,10 @@ class DurableObjectContext:
         return getattr(self._ctx, name)
 
     @property
-    def storage(self) -> _StartedWrites:
-        """The object's storage; its writes start when called, as on Cloudflare."""
-        return _StartedWrites(self._ctx.storage)
+    def storage(self) -> _Storage:
+        """The object's storage (its calls take effect when made, as on Cloudflare), with
+        SQL rows that also read as attributes."""
+        return _Storage(self._ctx.storage)
 
     def abort(self, reason: str | None = None) -> None:
         """Reset the object now (its next event constructs a new instance, its uncommitted
@@ -78,29 +78,12 @@ class DurableObjectContext:
         return f"DurableObjectContext({self._ctx!r})"
 
 
-_WRITES = frozenset(
-    {
-        "put",
-        "delete",
-        "deleteAll",
-        "delete_all",
-        "setAlarm",
-        "set_alarm",
-        "deleteAlarm",
-        "delete_alarm",
-    }
-)
+class _Storage:
+    """stateroom's ``DurableObjectStorage``, with ``sql`` rows as ``JsObject``s.
 
-
-class _StartedWrites:
-    """A Durable Object's storage whose writes take effect when they are called.
-
-    On Cloudflare a write such as ``ctx.storage.setAlarm(t)`` is made when it is called;
-    awaiting the promise it returns only waits for its confirmation, so Workers often
-    leave it un-awaited (Cloudflare's own Python Durable Object test does). A Python
-    coroutine does nothing until awaited, so here each write is run at once up to its
-    first suspension (normally to its end), and what is returned can still be awaited.
-    Everything else is stateroom's ``DurableObjectStorage`` itself.
+    Storage calls need no help here: stateroom runs each one when it is called (an
+    un-awaited ``ctx.storage.setAlarm(t)``, as Cloudflare's own Python Durable Object
+    test writes it, takes effect) and returns an awaitable of its result.
     """
 
     __slots__ = ("_storage",)
@@ -110,16 +93,7 @@ class _StartedWrites:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._storage, name)
-        if name == "sql":
-            return _Sql(attr)
-        if name not in _WRITES:
-            return attr
-
-        @functools.wraps(attr)
-        def write(*args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-            return _start(attr(*args, **kwargs))
-
-        return write
+        return _Sql(attr) if name == "sql" else attr
 
     def __repr__(self) -> str:
         return f"<storage {self._storage!r}>"
@@ -165,51 +139,6 @@ class _Cursor:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
-
-
-def _start(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
-    """Run ``coro`` now until it suspends; a future of its result (done if it finished)."""
-    loop = asyncio.get_running_loop()
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        done = loop.create_future()
-        done.set_result(stop.value)
-        return done
-    except Exception as exc:
-        failed = loop.create_future()
-        failed.set_exception(exc)
-        return failed
-    return loop.create_task(_Rest(coro, yielded).run())
-
-
-class _Rest:
-    """The rest of a coroutine that suspended on ``yielded``: resumed by a task."""
-
-    __slots__ = ("_coro", "_yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
-
-    async def run(self) -> Any:
-        return await self
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        pending = self._yielded
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # cancellation or an error thrown in: pass it on
-                try:
-                    pending = self._coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                pending = self._coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
 
 
 class _Current:

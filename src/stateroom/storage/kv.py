@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from stateroom.storage.backend import ListQuery, ObjectStore
 from stateroom.storage.coalesce import CommitScheduler, ImplicitTransaction, WriteTracker
@@ -356,53 +356,107 @@ class DurableObjectStorage:
 
     # -- the asynchronous KV API ------------------------------------------------------
 
-    async def get(
+    def _call(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run a storage call now, when it is made (as Cloudflare starts it), and return
+        an awaitable of its result: a write nobody awaits still happens, and the output
+        gate still holds what is sent after it. Only while another event's
+        ``transaction()`` is open does the call wait for its turn, in a task."""
+        owner = self._txn.exclusive_owner
+        if owner is not None and owner is not asyncio.current_task():
+            return asyncio.ensure_future(self._after_turn(fn, args))
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            return Failed(exc)
+        # Most calls give None: one shared awaitable for them, no allocation per call.
+        return _SETTLED_NONE if result is None else Settled(result)
+
+    async def _after_turn(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        await self._turn()
+        return fn(*args)
+
+    def get(
         self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """One key: its value or None. A list of keys (at most 128): a dict of
         the keys that exist, in key (UTF-8 byte) order."""
-        await self._turn()
+        if self._txn.exclusive_owner is None and not options and not kwargs:
+            try:  # the usual call, without the general path's indirection
+                return Settled(self._get(keys))
+            except Exception as exc:
+                return Failed(exc)
+        return self._call(self._get_call, keys, options, kwargs)
+
+    def _get_call(
+        self, keys: str | Sequence[str], options: Mapping[str, Any] | None, kwargs: dict[str, Any]
+    ) -> Any:
         _options("get", _GET_OPTIONS, options, kwargs)
         return self._get(keys)
 
-    async def put(
+    def put(
         self,
         key_or_entries: str | Mapping[str, Any],
         value: Any = _MISSING,
         options: Mapping[str, Any] | None = None,
         /,
         **kwargs: Any,
-    ) -> None:
+    ) -> Awaitable[None]:
         """``put(key, value)`` or ``put({key: value, ...})`` (at most 128 pairs).
 
         With a dict, a second positional argument is taken as the options.
         """
-        await self._turn()
+        if self._txn.exclusive_owner is None and options is None and not kwargs:
+            try:  # the usual call, without the general path's indirection
+                self._put_call(key_or_entries, value, None, kwargs)
+            except Exception as exc:
+                return Failed(exc)
+            return _SETTLED_NONE
+        return self._call(self._put_call, key_or_entries, value, options, kwargs)
+
+    def _put_call(
+        self,
+        key_or_entries: str | Mapping[str, Any],
+        value: Any,
+        options: Mapping[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         if not isinstance(key_or_entries, str) and options is None and isinstance(value, Mapping):
             options, value = value, _MISSING
         opts = _options("put", _PUT_OPTIONS, options, kwargs)
         self._put(key_or_entries, value, not opts.get("allowUnconfirmed", False))
 
-    async def delete(
+    def delete(
         self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> bool | int:
+    ) -> Awaitable[bool | int]:
         """One key: whether it existed. A list (at most 128): how many existed."""
-        await self._turn()
+        return self._call(self._delete_call, keys, options, kwargs)
+
+    def _delete_call(
+        self, keys: str | Sequence[str], options: Mapping[str, Any] | None, kwargs: dict[str, Any]
+    ) -> bool | int:
         opts = _options("delete", _PUT_OPTIONS, options, kwargs)
         return self._delete(keys, not opts.get("allowUnconfirmed", False))
 
-    async def list(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def list(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[dict[str, Any]]:
         """Pairs in key order: ``start`` (inclusive) or ``startAfter``, ``end``
         (exclusive), ``prefix``, ``reverse``, ``limit``."""
-        await self._turn()
+        return self._call(self._list_call, options, kwargs)
+
+    def _list_call(
+        self, options: Mapping[str, Any] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         opts = _options("list", _LIST_OPTIONS, options, kwargs)
         return {key: decode(blob) for key, blob in self._list(opts)}
 
-    async def deleteAll(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def deleteAll(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Awaitable[None]:
         """Delete every KV pair and every SQL table (and the alarm, as on
         Cloudflare since compatibility date 2026-02-24, unless the storage was
         created with ``delete_all_deletes_alarm=False``)."""
-        await self._turn()
+        return self._call(self._delete_all_call, options, kwargs)
+
+    def _delete_all_call(self, options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> None:
         opts = _options("deleteAll", _PUT_OPTIONS, options, kwargs)
         self._delete_all(not opts.get("allowUnconfirmed", False))
 
@@ -474,26 +528,43 @@ class DurableObjectStorage:
         await self._turn()
         await self._txn.flush()
 
-    async def getAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> int | None:
+    def getAlarm(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[int | None]:
         """The alarm time in milliseconds since the epoch, or None."""
-        await self._turn()
+        return self._call(self._get_alarm_call, options, kwargs)
+
+    def _get_alarm_call(
+        self, options: Mapping[str, Any] | None, kwargs: dict[str, Any]
+    ) -> int | None:
         _options("getAlarm", _ALARM_READ_OPTIONS, options, kwargs)
         return None if self.alarm_running else self._get_alarm()
 
-    async def setAlarm(
+    def setAlarm(
         self,
         scheduled_time: datetime | int | float,
         options: Mapping[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Set the alarm: a datetime, or milliseconds since the epoch."""
-        await self._turn()
+        return self._call(self._set_alarm_call, scheduled_time, options, kwargs)
+
+    def _set_alarm_call(
+        self,
+        scheduled_time: datetime | int | float,
+        options: Mapping[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         opts = _options("setAlarm", _ALARM_WRITE_OPTIONS, options, kwargs)
         self._set_alarm(_alarm_ms(scheduled_time), not opts.get("allowUnconfirmed", False))
 
-    async def deleteAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def deleteAlarm(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[None]:
         """Clear the alarm, if any."""
-        await self._turn()
+        return self._call(self._delete_alarm_call, options, kwargs)
+
+    def _delete_alarm_call(self, options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> None:
         opts = _options("deleteAlarm", _ALARM_WRITE_OPTIONS, options, kwargs)
         self._set_alarm(None, not opts.get("allowUnconfirmed", False))
 
@@ -502,6 +573,40 @@ class DurableObjectStorage:
     get_alarm = getAlarm
     set_alarm = setAlarm
     delete_alarm = deleteAlarm
+
+
+class Settled(Generic[T]):
+    """What a storage call returns: it already ran, so awaiting it suspends nothing and
+    gives its result. Nobody awaiting it loses nothing either.
+
+    An awaitable, not a coroutine: ``await``, ``asyncio.gather()`` and
+    ``asyncio.ensure_future()`` take it; ``asyncio.create_task()`` wants a coroutine.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._value
+        yield  # a generator function: ``await`` returns its value without suspending
+
+
+_SETTLED_NONE: Final[Settled[Any]] = Settled(None)
+
+
+class Failed:
+    """A storage call that already failed: awaiting it raises the error."""
+
+    __slots__ = ("_error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        raise self._error
+        yield  # a generator function, as Settled's
 
 
 class _NullAsync(AbstractAsyncContextManager[object]):
@@ -538,53 +643,61 @@ class DurableObjectTransaction:
         self._storage._txn.savepoint_rollback(self._savepoint)
         self._rolled_back = True
 
-    async def get(
-        self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Any:
-        self._check("get")
-        return await self._storage.get(keys, options, **kwargs)
+    def _open(self, method: str) -> Failed | None:
+        """None while the transaction takes calls; else the failed awaitable to return."""
+        try:
+            self._check(method)
+        except TransactionClosedError as exc:
+            return Failed(exc)
+        return None
 
-    async def put(
+    # Each call runs now, like ``ctx.storage``'s (see ``DurableObjectStorage._call``).
+
+    def get(
+        self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[Any]:
+        return self._open("get") or self._storage.get(keys, options, **kwargs)
+
+    def put(
         self,
         key_or_entries: str | Mapping[str, Any],
         value: Any = _MISSING,
         options: Mapping[str, Any] | None = None,
         /,
         **kwargs: Any,
-    ) -> None:
-        self._check("put")
-        await self._storage.put(key_or_entries, value, options, **kwargs)
+    ) -> Awaitable[None]:
+        return self._open("put") or self._storage.put(key_or_entries, value, options, **kwargs)
 
-    async def delete(
+    def delete(
         self, keys: str | Sequence[str], options: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> bool | int:
-        self._check("delete")
-        return await self._storage.delete(keys, options, **kwargs)
+    ) -> Awaitable[bool | int]:
+        return self._open("delete") or self._storage.delete(keys, options, **kwargs)
 
-    async def list(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-        self._check("list")
-        return await self._storage.list(options, **kwargs)
+    def list(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[dict[str, Any]]:
+        return self._open("list") or self._storage.list(options, **kwargs)
 
-    async def deleteAll(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        self._check("deleteAll")
-        await self._storage.deleteAll(options, **kwargs)
+    def deleteAll(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Awaitable[None]:
+        return self._open("deleteAll") or self._storage.deleteAll(options, **kwargs)
 
-    async def getAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> int | None:
-        self._check("getAlarm")
-        return await self._storage.getAlarm(options, **kwargs)
+    def getAlarm(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[int | None]:
+        return self._open("getAlarm") or self._storage.getAlarm(options, **kwargs)
 
-    async def setAlarm(
+    def setAlarm(
         self,
         scheduled_time: datetime | int | float,
         options: Mapping[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:
-        self._check("setAlarm")
-        await self._storage.setAlarm(scheduled_time, options, **kwargs)
+    ) -> Awaitable[None]:
+        return self._open("setAlarm") or self._storage.setAlarm(scheduled_time, options, **kwargs)
 
-    async def deleteAlarm(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        self._check("deleteAlarm")
-        await self._storage.deleteAlarm(options, **kwargs)
+    def deleteAlarm(
+        self, options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Awaitable[None]:
+        return self._open("deleteAlarm") or self._storage.deleteAlarm(options, **kwargs)
 
     delete_all = deleteAll
     get_alarm = getAlarm

@@ -7,6 +7,7 @@ decides when it ends instead of sleeping. ``/events`` lists what happened, in or
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 
 from stateroom import (
@@ -86,6 +87,13 @@ class Obj(DurableObject):
                 self.ctx.setWebSocketAutoResponse(WebSocketRequestResponsePair("ping", "pong"))
             pair = self.ctx.getWebSocketAutoResponse()
             return Response("none" if pair is None else f"{pair.request}->{pair.response}")
+        if action == "unawaited":
+            # Storage calls take effect when made (as on Cloudflare), awaited or not.
+            self.ctx.storage.put("k", query)
+            self.ctx.storage.setAlarm(int(time.time() * 1000) + 50)
+            return Response("written")
+        if action == "read":
+            return Response(str(await self.ctx.storage.get("k")))
         if action == "cap":
             accepted = 0
             try:
@@ -97,6 +105,9 @@ class Obj(DurableObject):
                 return Response(f"{accepted} accepted; then: {exc}")
             return Response(f"{accepted} accepted")
         return Response("?", status=404)
+
+    async def alarm(self):
+        EVENTS.append(f"{self.name or self.ctx.id.name} alarm")
 
     async def webSocketMessage(self, ws, message):
         if message == "hang":
