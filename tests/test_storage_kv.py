@@ -15,6 +15,7 @@ import pytest
 
 from stateroom.runtime.gates import OutputGate
 from stateroom.storage import (
+    DeleteAllInTransactionError,
     DurableObjectStorage,
     DurableObjectTransaction,
     SqliteBackend,
@@ -564,3 +565,31 @@ def test_calls_take_effect_when_made_awaited_or_not() -> None:
         assert await s.get("t") == "in a transaction"
 
     run(body, write_tracker=OutputGate())
+
+
+def test_delete_all_inside_a_transaction_is_refused() -> None:
+    """As on Cloudflare: "Cannot call deleteAll() within a transaction", from the txn (at
+    the call) and from ctx.storage inside the closure; the transaction's writes roll back."""
+
+    async def body(s: DurableObjectStorage) -> None:
+        await s.put("kept", 1)
+
+        async def through_txn(txn: DurableObjectTransaction) -> None:
+            with pytest.raises(DeleteAllInTransactionError, match="within a transaction"):
+                txn.deleteAll()
+            assert await txn.get("kept") == 1
+
+        await s.transaction(through_txn)
+
+        async def through_storage(txn: DurableObjectTransaction) -> None:
+            await txn.put("kept", 2)
+            await s.deleteAll()
+
+        with pytest.raises(DeleteAllInTransactionError, match="within a transaction"):
+            await s.transaction(through_storage)
+
+        with pytest.raises(DeleteAllInTransactionError):
+            s.transactionSync(lambda: s._delete_all_call(None, {}))
+        assert await s.get("kept") == 1  # nothing deleted, the 2 rolled back
+
+    run(body)

@@ -20,6 +20,7 @@ from stateroom.storage.backend import ListQuery, ObjectStore, SqlResult, Storage
 from stateroom.storage.coalesce import CommitScheduler, ImplicitTransaction, WriteTracker
 from stateroom.storage.encoding import DecodeError, decode, encode
 from stateroom.storage.errors import (
+    DeleteAllInTransactionError,
     SqlError,
     SqlNotAuthorizedError,
     StorageBrokenError,
@@ -41,6 +42,7 @@ from stateroom.storage.sqlite import SqliteBackend, SqliteObjectStore
 __all__ = [
     "CommitScheduler",
     "DecodeError",
+    "DeleteAllInTransactionError",
     "DurableObjectStorage",
     "DurableObjectTransaction",
     "ImplicitTransaction",

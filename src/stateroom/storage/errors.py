@@ -66,3 +66,8 @@ class StoreInUseError(StorageError):
 
 class TransactionBusyError(StorageError):
     """A synchronous storage call met another event's open ``transaction()``."""
+
+
+class DeleteAllInTransactionError(StorageError):
+    """``deleteAll()`` inside ``transaction()`` or ``transactionSync()``: as on Cloudflare,
+    it cannot be undone with the rest of a transaction, so it is refused."""

@@ -36,7 +36,12 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from stateroom.storage.backend import ListQuery, ObjectStore
 from stateroom.storage.coalesce import CommitScheduler, ImplicitTransaction, WriteTracker
 from stateroom.storage.encoding import decode, encode
-from stateroom.storage.errors import StorageBrokenError, StorageLimitError, TransactionClosedError
+from stateroom.storage.errors import (
+    DeleteAllInTransactionError,
+    StorageBrokenError,
+    StorageLimitError,
+    TransactionClosedError,
+)
 from stateroom.storage.sql import SqlStorage
 
 __all__ = [
@@ -48,6 +53,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_DELETE_ALL_IN_TRANSACTION: Final = "Cannot call deleteAll() within a transaction"
 
 _MISSING: Any = object()  # put(key) without a value (None is a value)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -457,6 +464,8 @@ class DurableObjectStorage:
         return self._call(self._delete_all_call, options, kwargs)
 
     def _delete_all_call(self, options: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> None:
+        if self._txn.in_explicit_transaction:
+            raise DeleteAllInTransactionError(_DELETE_ALL_IN_TRANSACTION)
         opts = _options("deleteAll", _PUT_OPTIONS, options, kwargs)
         self._delete_all(not opts.get("allowUnconfirmed", False))
 
@@ -679,7 +688,8 @@ class DurableObjectTransaction:
         return self._open("list") or self._storage.list(options, **kwargs)
 
     def deleteAll(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Awaitable[None]:
-        return self._open("deleteAll") or self._storage.deleteAll(options, **kwargs)
+        """Refused, as on Cloudflare (where it throws at the call)."""
+        raise DeleteAllInTransactionError(_DELETE_ALL_IN_TRANSACTION)
 
     def getAlarm(
         self, options: Mapping[str, Any] | None = None, **kwargs: Any
