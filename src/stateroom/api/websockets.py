@@ -235,12 +235,23 @@ class WebSocket:
         return _PeerSink(self._peer)
 
     def _bind(self, sink: WebSocketSink) -> None:
-        """Attach this end's peer to a network connection: the peer now writes to it."""
+        """Attach this end's peer to a network connection: the peer now writes to it.
+
+        What the peer sent before (while its object handled the upgrade request, before
+        the 101 left) waits in this end's backlog: it leaves first, in order.
+        """
         peer = self._peer
         if peer is None:
             raise RuntimeError("WebSocket has no peer to bind.")
         peer._sink = sink
         self.readyState = OPEN
+        backlog, self._backlog = self._backlog, None
+        for kind, args in backlog or ():
+            if kind == "message":
+                sink.send_message(args[0])
+            elif kind == "close":
+                code, reason = args[0], args[1]
+                sink.close(None if code == NO_STATUS else code, reason)
 
     def _receive_message(self, message: Message) -> None:
         """A message arrived: the hot path of ``_receive("message", ...)``.
@@ -413,10 +424,31 @@ class _PeerSink(WebSocketSink):
         self._peer = peer
 
     def send_message(self, message: Message) -> None:
-        self._peer._receive("message", message)
+        bound = self._bound()
+        if bound is not None:
+            bound.send_message(message)
+        else:
+            self._peer._receive("message", message)
 
     def close(self, code: int | None, reason: str) -> None:
-        self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+        bound = self._bound()
+        if bound is not None:
+            bound.close(code, reason)
+        else:
+            self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+
+    def _bound(self) -> WebSocketSink | None:
+        """The network connection the receiving end was bound to since this sink was made.
+
+        A send the output gate held back before the 101 is released through this sink
+        perhaps after the binding: it goes to the connection then, not to a backlog
+        no one reads any more.
+        """
+        sender = self._peer._peer
+        sink = sender._sink if sender is not None else None
+        return (
+            sink if sink is not None and sink is not self and type(sink) is not _PeerSink else None
+        )
 
 
 class WebSocketRequestResponsePair:
