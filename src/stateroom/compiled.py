@@ -19,6 +19,7 @@ HOT_MODULES = (
     "stateroom.server.websocket",
     "stateroom.api.websockets",
     "stateroom.runtime.actor",
+    "stateroom.runtime.input_gate",
     "stateroom.runtime.eager",
 )
 

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stateroom.api.websockets import OPEN, WebSocket, WebSocketRequestResponsePair
+from stateroom.api.websockets import WebSocket, WebSocketRequestResponsePair
+from stateroom.protocol.frames import OPEN
 from stateroom.runtime import hibernation
 from stateroom.runtime.gates import ObjectResetError
 
@@ -51,23 +52,13 @@ class DurableObjectState:
 
         The gate closes at once, so the constructor may call this without awaiting
         (the usual pattern, to load state before the first event); await the returned
-        task for ``fn``'s result. Past the time limit (30 s) the object is reset.
+        task for ``fn``'s result. If ``fn`` raises, or runs past the time limit (30 s),
+        the object is reset (the object's input gate does both).
         """
         host = self._host
-        host.close_gate()
-
-        async def run() -> T:
-            try:
-                return await asyncio.wait_for(fn(), host.namespace.options.block_timeout)
-            except TimeoutError:
-                host.reset(
-                    "blockConcurrencyWhile() callback did not complete within the time limit"
-                )
-                raise
-            finally:
-                host.open_gate()
-
-        return host.spawn(run())
+        return host.spawn(
+            host.gate.block_concurrency_while(fn, host.namespace.options.block_timeout)
+        )
 
     block_concurrency_while = blockConcurrencyWhile
 

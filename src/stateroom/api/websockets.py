@@ -16,28 +16,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import types
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from stateroom.protocol.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_NO_STATUS,
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    MAX_CLOSE_REASON,
+    OPEN,
+    valid_wire_close_code,
+)
 from stateroom.runtime.context import current_host
+
+# Handlers are async def: knowing their result by type spares a hasattr() per message.
+from stateroom.runtime.eager import COROUTINE
 
 if TYPE_CHECKING:
     from stateroom.runtime.actor import ActorHost
 
 logger = logging.getLogger("stateroom.websocket")
 
-CONNECTING: Final = 0
-OPEN: Final = 1
-CLOSING: Final = 2
-CLOSED: Final = 3
-
-# "No status received": what a close event reports when the peer's close frame
+# "No status received" (1005): what a close event reports when the peer's close frame
 # had no code. Passing it back to close() answers with an empty close frame.
-NO_STATUS: Final = 1005
-ABNORMAL: Final = 1006
-# Handlers are async def: knowing their result by type spares a hasattr() per message.
-_COROUTINE: Final = types.CoroutineType
+NO_STATUS: Final = CLOSE_NO_STATUS
+ABNORMAL: Final = CLOSE_ABNORMAL
 
 Message = str | bytes
 
@@ -192,10 +197,16 @@ class WebSocket:
         """Send a close frame; ``code`` 1005 or None sends one without a status."""
         if self._close_sent:
             return
-        if code is not None and code not in (NO_STATUS, ABNORMAL) and not _valid_close_code(code):
+        if (
+            code is not None
+            and code not in (NO_STATUS, ABNORMAL)
+            and not valid_wire_close_code(code)
+        ):
             raise ValueError(f"Invalid WebSocket close code: {code}.")
-        if reason and len(reason.encode("utf-8")) > 123:
-            raise ValueError("WebSocket close reason must be at most 123 bytes of UTF-8.")
+        if reason and len(reason.encode("utf-8")) > MAX_CLOSE_REASON:
+            raise ValueError(
+                f"WebSocket close reason must be at most {MAX_CLOSE_REASON} bytes of UTF-8."
+            )
         self._close_sent = True
         if self.readyState < CLOSING:
             self.readyState = CLOSING
@@ -261,7 +272,12 @@ class WebSocket:
         hibernation handlers, auto-responses) takes the general path.
         """
         host = self._host
-        if host is None or not self._accepted or host.blocked or host.auto_response is not None:
+        if (
+            host is None
+            or not self._accepted
+            or host.gate.blocked
+            or host.auto_response is not None
+        ):
             self._receive("message", message)
             return
         if self._tags is not None:
@@ -401,18 +417,13 @@ def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> 
 
 def _awaitable(result: object) -> bool:
     """Did a handler return something to await? Its type settles the common case."""
-    return result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__"))
+    return result is not None and (type(result) is COROUTINE or hasattr(result, "__await__"))
 
 
 async def _chain(first: Any, second: Any) -> None:
     if first is not None:
         await first
     await second
-
-
-def _valid_close_code(code: int) -> bool:
-    """Codes that may appear in a close frame on the wire (RFC 6455 section 7.4)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class _PeerSink(WebSocketSink):

@@ -36,12 +36,11 @@ from stateroom.protocol.frames import (
     frame_header,
     valid_wire_close_code,
 )
+from stateroom.protocol.frames import CLOSED as CLOSED
+from stateroom.protocol.frames import CLOSING as CLOSING
+from stateroom.protocol.frames import OPEN as OPEN
 
 logger = logging.getLogger("stateroom.protocol")
-
-OPEN: Final = 1
-CLOSING: Final = 2
-CLOSED: Final = 3
 
 # First byte of an unfragmented, uncompressed frame (RSV bits are checked before).
 FIN_NO_RSV: Final = FIN | RSV1

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +22,8 @@ from stateroom.runtime import hibernation
 from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
-from stateroom.runtime.gates import ObjectResetError, OutputGate
+from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
+from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
@@ -106,19 +106,6 @@ class ActorNamespace:
             host.evict()
 
 
-class _Turn:
-    """A queued request or RPC call, woken when its turn comes."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
-
-    def __call__(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
-
-
 class ActorHost:
     """One Durable Object: its instance, the order of its events, its lifetime."""
 
@@ -130,12 +117,8 @@ class ActorHost:
         self.loop = asyncio.get_running_loop()
         # The loop's clock, bound once: read on every message to a hibernatable socket.
         self.clock: Callable[[], float] = self.loop.time
-        # Events waiting for their turn: callables run in order by _drain().
-        self._queue: deque[Callable[[], None]] = deque()
-        self._gate_closed = 0
-        self._handoff = False
-        # True whenever an arriving event must queue rather than run now.
-        self.blocked = False
+        # Every event passes the input gate: at once, or in its turn.
+        self.gate = InputGate(on_fatal=self._block_failed)
         self._busy = 0
         # Sockets accepted with accept(): they pin the object in memory.
         self.listener_sockets: dict[WebSocket, None] = {}
@@ -193,7 +176,7 @@ class ActorHost:
             storage = self.storage = DurableObjectStorage(
                 store,
                 write_tracker=gate,
-                input_gate=_InputGate(self),
+                input_gate=self.gate,
                 on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
             )
             if not ns.sql_enabled:
@@ -217,8 +200,9 @@ class ActorHost:
 
     async def run(self, fn: Callable[[DurableObject], Awaitable[T]]) -> T:
         """Run one event that produces a result (a request or an RPC call) in its turn."""
-        if self.blocked:
-            await self._wait_turn()
+        input_gate = self.gate
+        if input_gate.blocked:
+            await input_gate.wait_turn()
         if self.evicted:  # reset while this event waited: the id has a new host
             return await self.namespace.host(self.id).run(fn)
         self._busy += 1
@@ -226,9 +210,9 @@ class ActorHost:
         token = current_host.set(self)
         try:
             instance = self.activate()
-            if self._gate_closed:
+            if input_gate.depth:
                 # The constructor started blockConcurrencyWhile(): this event waits too.
-                await self._wait_turn()
+                await input_gate.wait_turn()
                 instance = self.activate()
             result = await fn(instance)
             gate = self.output_gate
@@ -241,26 +225,6 @@ class ActorHost:
             self._busy -= 1
             self._became_idle()
 
-    async def _wait_turn(self) -> None:
-        turn = _Turn(self.loop.create_future())
-        self._queue.append(turn)
-        self.blocked = True
-        try:
-            await turn.future
-        except asyncio.CancelledError:
-            # The caller went away (a client hung up). If its turn had come, pass the
-            # turn on; otherwise leave the queue without it.
-            if turn.future.done() and not turn.future.cancelled():
-                self.loop.call_soon(self._resume_after_handoff)
-            else:
-                turn.future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(turn)
-                self.blocked = bool(self._gate_closed or self._handoff or self._queue)
-            raise
-        # Let the queue move on once this event has reached its first suspension.
-        self.loop.call_soon(self._resume_after_handoff)
-
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         """Deliver a WebSocket event now, or queue it behind earlier events."""
         auto = self.auto_response
@@ -268,8 +232,8 @@ class ActorHost:
             # Answered by the runtime: the object is neither woken nor told.
             ws._auto_respond(auto[1])
             return
-        if self.blocked:
-            self._queue.append(lambda: self._socket_event(ws, kind, args))
+        if self.gate.blocked:
+            self.gate.enqueue(lambda: self._socket_event(ws, kind, args))
             return
         self._socket_event(ws, kind, args)
 
@@ -285,10 +249,9 @@ class ActorHost:
             else:
                 if self.instance is None:
                     self.activate()
-                    if self._gate_closed:
+                    if self.gate.depth:
                         # The constructor started blockConcurrencyWhile(): wait for it.
-                        self._queue.append(lambda: self._socket_event(ws, kind, args))
-                        self.blocked = True
+                        self.gate.enqueue(lambda: self._socket_event(ws, kind, args))
                         return
                 pending = hibernation.dispatch(self, ws, kind, args)
                 self._last_active = self.clock()  # activity postpones hibernation
@@ -322,34 +285,12 @@ class ActorHost:
             logger.error("Uncaught exception in a Durable Object task", exc_info=task.exception())
         self._became_idle()
 
-    # -- input gate -----------------------------------------------------------
-
-    def close_gate(self) -> None:
-        """Hold every new event until the matching ``open_gate()`` (counted, nestable)."""
-        self._gate_closed += 1
-        self.blocked = True
-
-    def open_gate(self) -> None:
-        self._gate_closed -= 1
-        if self._gate_closed == 0:
-            self._drain()
-
-    def _resume_after_handoff(self) -> None:
-        self._handoff = False
-        self._drain()
-
-    def _drain(self) -> None:
-        queue = self._queue
-        while queue and not self._gate_closed and not self._handoff:
-            item = queue.popleft()
-            if isinstance(item, _Turn):
-                if item.future.done():
-                    continue  # its caller was cancelled
-                # The waiting event resumes on a later loop turn; nothing else may
-                # start before it has run up to its first suspension.
-                self._handoff = True
-            item()
-        self.blocked = bool(self._gate_closed or self._handoff or queue)
+    def _block_failed(self, exc: BaseException) -> None:
+        """A ``blockConcurrencyWhile()`` callback raised or ran too long: reset, as Cloudflare."""
+        if isinstance(exc, BlockConcurrencyTimeoutError):
+            self.reset(str(exc))
+        else:
+            self.reset(f"blockConcurrencyWhile() callback raised {exc!r}")
 
     # -- lifetime --------------------------------------------------------------
 
@@ -393,7 +334,7 @@ class ActorHost:
 
     def _idle_check(self) -> None:
         self._idle_handle = None
-        if self._busy or self.listener_sockets or self._queue or self.instance is None:
+        if self._busy or self.listener_sockets or self.gate.queue or self.instance is None:
             return
         if self.storage is not None and self.storage.commit_pending:
             self._idle_handle = self.loop.call_later(0.01, self._idle_check)
@@ -445,32 +386,6 @@ class ActorHost:
         self.ctx = None
         self._close_storage(commit=True)
         self.namespace.evict(self)
-
-
-class _InputGate:
-    """The host's input gate as the storage layer sees it (for ``transaction()``)."""
-
-    __slots__ = ("_host",)
-
-    def __init__(self, host: ActorHost) -> None:
-        self._host = host
-
-    def closed(self) -> _GateSection:
-        return _GateSection(self._host)
-
-
-class _GateSection(contextlib.AbstractAsyncContextManager["_GateSection"]):
-    __slots__ = ("_host",)
-
-    def __init__(self, host: ActorHost) -> None:
-        self._host = host
-
-    async def __aenter__(self) -> _GateSection:
-        self._host.close_gate()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._host.open_gate()
 
 
 class _SqlDisabled:

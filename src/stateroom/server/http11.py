@@ -20,7 +20,7 @@ from stateroom.api.headers import Headers
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.protocol.handshake import check_request, wants_websocket
-from stateroom.server.responses import error_response, serialize_response
+from stateroom.server.responses import error_response, internal_error, serialize_response
 
 if TYPE_CHECKING:
     from stateroom.server.server import Server
@@ -298,9 +298,7 @@ class HttpConnection(asyncio.Protocol):
                 logger.exception("Cannot send the response to %s", pending.request.url)
                 self._write_response(
                     pending,
-                    Response(
-                        "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
-                    ),
+                    internal_error(),
                 )
             if self._closing:
                 return
@@ -329,9 +327,7 @@ class HttpConnection(asyncio.Protocol):
             raise
         except Exception:
             logger.exception("Uncaught exception while handling %s %s", request.method, request.url)
-            return Response(
-                "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
-            )
+            return internal_error()
 
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
