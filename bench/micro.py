@@ -32,10 +32,10 @@ from stateroom.compiled import HOT_MODULES, compiled_modules
 from stateroom.config import load_config
 from stateroom.protocol.frames import apply_mask
 from stateroom.runtime.options import RuntimeOptions
-from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.server import Server
 from stateroom.server.websocket import WebSocketConnection
 from stateroom.storage.sqlite import SqliteBackend
+from stateroom.worker import WorkerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 10_000

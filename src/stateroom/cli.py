@@ -18,10 +18,10 @@ from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import ConfigError, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
 from stateroom.runtime.options import RuntimeOptions
-from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
 from stateroom.storage.sqlite import SqliteBackend
+from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stateroom.runtime import hibernation
 from stateroom.runtime.alarms import AlarmScheduler
+from stateroom.runtime.channel import LocalChannel
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
 from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
@@ -27,7 +28,6 @@ from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
-from stateroom.storage.sqlite import SqliteBackend
 
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
@@ -53,6 +53,9 @@ class ActorNamespace:
         backend: StorageBackend,
         storage_name: str,
         sql_enabled: bool = True,
+        *,
+        make_state: Callable[[ActorHost], DurableObjectState],
+        make_id: Callable[[str], DurableObjectId],
     ) -> None:
         self.binding = binding
         self.cls = cls
@@ -62,14 +65,16 @@ class ActorNamespace:
         self.backend = backend
         self.storage_name = storage_name
         self.sql_enabled = sql_enabled
+        # Hooks into the API layer, which the runtime does not import (workerd's pattern):
+        # the ``ctx`` an instance is constructed with, and an id from its hex form.
+        self.make_state = make_state
+        self.make_id = make_id
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
 
     def persisted_alarms(self) -> list[tuple[str, int]]:
         """(object id, alarm ms) for every stored object of this class with an alarm."""
         backend = self.backend
-        if not isinstance(backend, SqliteBackend):
-            return []
         found = []
         for hex_id in backend.stored_objects(self.storage_name):
             host = self.hosts.get(hex_id)
@@ -88,6 +93,10 @@ class ActorNamespace:
             if when is not None:
                 found.append((hex_id, when))
         return found
+
+    def channel(self, object_id: DurableObjectId) -> LocalChannel:
+        """The entry points of one object of this class (what a stub holds)."""
+        return LocalChannel(self, object_id)
 
     def host(self, object_id: DurableObjectId) -> ActorHost:
         key = object_id.hex
@@ -149,11 +158,9 @@ class ActorHost:
             raise ObjectResetError(
                 f"Durable Object {self.id} was reset while this event ran; its work is discarded"
             )
-        from stateroom.api.state import DurableObjectState
-
         token = current_host.set(self)
         try:
-            self.ctx = DurableObjectState(self)
+            self.ctx = self.namespace.make_state(self)
             instance = self.namespace.cls(self.ctx, self.namespace.env)
         finally:
             current_host.reset(token)
