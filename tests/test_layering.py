@@ -31,10 +31,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "stateroom.api.headers",
         "stateroom.api.requests",
         "stateroom.api.responses",
-        # Left coupled until the event interface lands (the seam issue's item 1): the
-        # server binds a WebSocket end and runs its events in the object's context.
-        "stateroom.api.websockets",
-        "stateroom.runtime.context",
+        # The event interface: the server's only way to the application.
+        "stateroom.runtime.interface",
     ),
 }
 

@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import ConfigError, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
@@ -210,7 +211,7 @@ async def _serve(args: argparse.Namespace) -> None:
     runtime = WorkerRuntime(config, runtime_options, backend)
     runtime.start()
     server = Server(
-        runtime,
+        LocalEvents(runtime),
         host=args.host,
         port=args.port,
         options=server_options,
@@ -279,16 +280,20 @@ async def _watch(
         # Hibernatable WebSockets move to the new version and stay open; the others are
         # tied to the old code's listeners and close with 1012. The old version lets go
         # of its objects (and their storage) before the new one runs.
-        old = server.runtime
+        events = server.events
+        assert isinstance(events, LocalEvents)
+        old = events.worker
         assert isinstance(old, WorkerRuntime)
         kept = runtime.adopt_hibernatable(old)
         for conn in list(server.connections):
-            if isinstance(conn, WebSocketConnection) and conn.peer._tags is None:
+            if isinstance(conn, WebSocketConnection) and not events.socket_hibernatable(
+                conn.handle
+            ):
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
         # New requests go to the new version from now on; the old one evicts its objects
         # (closing their storage) before anything else runs, then its alarms are re-armed
         # by the new one from storage.
-        server.runtime = runtime
+        events.worker = runtime
         server.options.allowed_origins = runtime.config.allowed_origins
         await old.shutdown()
         runtime.start()

@@ -14,10 +14,11 @@ while the object's input gate is closed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, cast
 
 from stateroom.protocol.frames import (
     CLOSE_ABNORMAL,
@@ -33,8 +34,13 @@ from stateroom.runtime.context import current_host
 
 # Handlers are async def: knowing their result by type spares a hasattr() per message.
 from stateroom.runtime.eager import COROUTINE
+from stateroom.runtime.interface import Events, SocketSink
+from stateroom.runtime.interface import Message as Message
+from stateroom.runtime.interface import SocketSink as WebSocketSink
 
 if TYPE_CHECKING:
+    from stateroom.api.requests import Request
+    from stateroom.api.responses import Response
     from stateroom.runtime.actor import ActorHost
 
 logger = logging.getLogger("stateroom.websocket")
@@ -43,24 +49,6 @@ logger = logging.getLogger("stateroom.websocket")
 # had no code. Passing it back to close() answers with an empty close frame.
 NO_STATUS: Final = CLOSE_NO_STATUS
 ABNORMAL: Final = CLOSE_ABNORMAL
-
-Message = str | bytes
-
-
-class WebSocketSink:
-    """Where an end's outgoing messages go: a network connection or the peer end.
-
-    A base class rather than a Protocol: compiled, a send through it is a direct call,
-    where a Protocol-typed one is a method lookup by name and an argument parse.
-    """
-
-    __slots__ = ()
-
-    def send_message(self, message: Message) -> None:
-        raise NotImplementedError
-
-    def close(self, code: int | None, reason: str) -> None:
-        raise NotImplementedError
 
 
 class MessageEvent:
@@ -500,3 +488,84 @@ class WebSocketPair:
     def object_values(self) -> tuple[WebSocket, WebSocket]:
         """Cloudflare's Python SDK spelling of ``Object.values(pair)``."""
         return self.client, self.server
+
+
+# -- the event interface, in process ----------------------------------------------------
+
+
+class Worker(Protocol):
+    """What ``LocalEvents`` needs of a loaded application (``stateroom.worker``)."""
+
+    async def fetch(self, request: Request) -> Response: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class LocalEvents(Events):
+    """The event interface in process: a socket's handle is its object's ``WebSocket`` end.
+
+    A message is a direct call into that end's delivery, run in the context of its
+    object (``current_host`` set; the context is made once per object). ``worker`` is
+    the loaded application; ``stateroom dev`` replaces it on a reload.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def fetch(self, request: Request) -> Response:
+        return await self.worker.fetch(request)
+
+    async def shutdown(self) -> None:
+        await self.worker.shutdown()
+
+    def accept_socket(self, upgrade: object, sink: SocketSink) -> object:
+        client = _client_end(upgrade)
+        client._bind(sink)  # sends what the object sent before the 101, then binds
+        return client._peer
+
+    def refuse_socket(self, upgrade: object) -> None:
+        peer = _client_end(upgrade)._peer
+        if peer is not None:
+            peer._receive("close", ABNORMAL, "", False)
+            peer._finished()
+
+    def socket_message(self, handle: object, message: Message) -> None:
+        ws = cast(WebSocket, handle)
+        host = ws._host
+        if host is None:  # a pair used outside any object
+            ws._receive_message(message)
+            return
+        context = host.socket_context
+        if context is None:
+            context = _host_context(host)
+        context.run(_DELIVER_TEXT, ws, message)
+
+    def socket_close(self, handle: object, code: int, reason: str, was_clean: bool) -> None:
+        cast(WebSocket, handle)._receive("close", code, reason, was_clean)
+
+    def socket_error(self, handle: object, error: BaseException) -> None:
+        cast(WebSocket, handle)._receive("error", error)
+
+    def socket_end(self, handle: object) -> None:
+        cast(WebSocket, handle)._finished()
+
+    def socket_hibernatable(self, handle: object) -> bool:
+        return cast(WebSocket, handle)._tags is not None
+
+
+# Held in a C static: a bound method per message would be an allocation per message.
+_DELIVER_TEXT: Final = WebSocket._receive_message
+
+
+def _client_end(upgrade: object) -> WebSocket:
+    if not isinstance(upgrade, WebSocket) or upgrade._peer is None:
+        raise TypeError("a 101 response's webSocket must be the client end of a WebSocketPair")
+    return upgrade
+
+
+def _host_context(host: ActorHost) -> contextvars.Context:
+    """The context a host's socket events run in: the server's, with ``current_host`` set."""
+    context = contextvars.copy_context()
+    context.run(current_host.set, host)
+    host.socket_context = context
+    return context

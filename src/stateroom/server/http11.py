@@ -322,7 +322,7 @@ class HttpConnection(asyncio.Protocol):
 
     async def _respond(self, request: Request) -> Response:
         try:
-            return await self.server.runtime.fetch(request)
+            return await self.server.events.fetch(request)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -368,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
                 )
             )
             self._close()
-            WebSocketConnection.refused(client)
+            self.server.events.refuse_socket(client)
             return
         self._cancel_timer()
         tail = (pending.upgrade_tail or b"") + (self._stalled or b"")
