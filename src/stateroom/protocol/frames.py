@@ -43,6 +43,10 @@ CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_SERVICE_RESTART: Final = 1012
 CLOSE_TRY_AGAIN_LATER: Final = 1013
 
+# Headers of unfragmented, unmasked text frames under 126 bytes, by length: the usual
+# server frame (an echo, a chat line) is this header and the payload, nothing to compute.
+SMALL_TEXT_HEADERS: Final = [bytes((FIN | OP_TEXT, n)) for n in range(126)]
+
 # A close frame's body is at most 125 bytes: the 2-byte code and the reason.
 MAX_CLOSE_REASON: Final = 123
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from stateroom.protocol.connection import OPEN, ServerConnection
+from stateroom.protocol.connection import ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
-from stateroom.protocol.frames import CLOSE_ABNORMAL, CLOSE_GOING_AWAY, unmask_text
+from stateroom.protocol.frames import CLOSE_ABNORMAL, CLOSE_GOING_AWAY, SMALL_TEXT_HEADERS
 from stateroom.protocol.handshake import accept_key
 from stateroom.runtime.interface import Events, Message, SocketSink
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from stateroom.server.server import Server
 
 logger = logging.getLogger("stateroom.server")
-
-# Headers of unfragmented, unmasked text frames under 126 bytes, by length.
-_TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
 
 
 class WebSocketConnection(SocketSink):
@@ -45,7 +42,6 @@ class WebSocketConnection(SocketSink):
         "_ended",
         "_held",
         "_paused",
-        "_plain",
         "_slow_timer",
         "_upgrade",
         "events",
@@ -75,8 +71,6 @@ class WebSocketConnection(SocketSink):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ended = False
         self._paused = False
-        # No extension and a message limit above any small frame: the inline read path applies.
-        self._plain = server.options.max_message_size >= 125
         self._slow_timer: asyncio.TimerHandle | None = None
 
     def start(self, request: Request, version: str, also_close: bool, tail: bytes) -> None:
@@ -95,8 +89,6 @@ class WebSocketConnection(SocketSink):
                 logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
             else:
                 self.protocol.deflate = deflate
-                if deflate is not None:
-                    self._plain = False
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
         self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
@@ -114,30 +106,17 @@ class WebSocketConnection(SocketSink):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        n = len(data)
-        if (
-            # The most common read by far: exactly one whole, masked, unfragmented text
-            # frame under 126 bytes, nothing buffered, no extension. It passes every check
-            # of the general parser, so only UTF-8 remains to be checked here.
-            6 <= n < 132
-            and data[0] == 0x81
-            and data[1] - 0x80 == n - 6
-            and self._plain
-            and protocol.state == OPEN
-            and not protocol._buf
-            and protocol._stream is None
-            and not protocol._frag_opcode
-        ):
-            text = unmask_text(data)
-            if text is not None:  # else the general path fails the connection with 1007
-                # The runtime's sends while it handles the message leave in one go.
-                self._batching = True
-                try:
-                    self.events.socket_message(self.handle, text)
-                finally:
-                    self._batching = False
-                    self._flush()
-                return
+        # The most common read (one small text frame) yields its text at once.
+        text = protocol.small_text(data)
+        if text is not None:
+            # The runtime's sends while it handles the message leave in one go.
+            self._batching = True
+            try:
+                self.events.socket_message(self.handle, text)
+            finally:
+                self._batching = False
+                self._flush()
+            return
         self._batching = True
         try:
             protocol.receive_data(data)
@@ -218,7 +197,7 @@ class WebSocketConnection(SocketSink):
             data = message.encode()
             if len(data) < 126 and protocol.deflate is None and not protocol.close_sent:
                 # The common case, framed inline: FIN + text, 7-bit length, unmasked.
-                self._queue(_TEXT_HEADERS[len(data)] + data)
+                self._queue(SMALL_TEXT_HEADERS[len(data)] + data)
             else:
                 protocol.send_encoded_text(data)
         else:
