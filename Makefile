@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 
-.PHONY: run test test-pure lint typecheck install workerd clean bench bench-smoke bench-report \
+.PHONY: run test test-pure lint typecheck install workerd proxies clean bench bench-smoke bench-report \
 	profile conformance conformance-full
 
 # The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
@@ -31,19 +31,24 @@ $(WORKERD): reference/package.json reference/package-lock.json
 
 workerd: $(WORKERD)
 
+# Debian's nginx and haproxy, for the tests that run stateroom behind them (tests/test_proxy.py):
+# apt-get installs them where missing, starting no service. `make run` needs neither.
+proxies:
+	bash tests/install-proxies.sh
+
 run: $(STAMP)
 	$(BIN)/stateroom dev examples/websocket-server --port 8787
 
 # The suite runs twice: on the compiled build, then on the same source as pure Python
 # (what an install without a C compiler runs).
-test: $(STAMP) $(WORKERD)
+test: $(STAMP) $(WORKERD) proxies
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-pure
 
-test-pure: $(STAMP) $(WORKERD)
+test-pure: $(STAMP) $(WORKERD) proxies
 	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
 	find $(PURE) -name '*.so' -delete
 	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider

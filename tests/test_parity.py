@@ -424,11 +424,6 @@ WS_CASES: list[Case] = [
         request=_hs(_UP + _KEY_LINE + _V13 + b"Connection: close\r\n"),
     ),
     _ws_case(
-        "upgrade without Connection",
-        [close_frame(1000)],
-        request=_hs(b"Upgrade: websocket\r\n" + _KEY_LINE + _V13),
-    ),
-    _ws_case(
         "Upgrade: websocket, h2c",
         [],
         request=_hs(b"Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n" + _KEY_LINE + _V13),
@@ -644,6 +639,54 @@ DELIBERATE: list[Deliberate] = [
         ),
         lambda obs: obs[0].startswith(b"HTTP/1.1 200 OK\r\n") and obs[1] == "closed",
         lambda obs: obs == (b"HTTP/1.1 100 Continue\r\n\r\n", "open"),
+    ),
+    # RFC 6455 4.2.1: workerd answers 101 to handshakes that are not handshakes. Without
+    # Connection: Upgrade, the frames the client sends next are read as HTTP and lost.
+    *(
+        Deliberate(
+            _ws_case(name, [close_frame(1000)], request=_hs(headers)),
+            lambda obs: obs[0].startswith(b"HTTP/1.1 101 Switching Protocols\r\n"),
+            lambda obs: (
+                obs[0].startswith(b"HTTP/1.1 400 Bad Request\r\n")
+                and obs[2] == "closed"
+                and obs[4] == 0
+            ),
+        )
+        for name, headers in [
+            ("upgrade without Connection", b"Upgrade: websocket\r\n" + _KEY_LINE + _V13),
+            ("Sec-WebSocket-Key not 16 bytes", _UP + b"Sec-WebSocket-Key: abc\r\n" + _V13),
+            ("Sec-WebSocket-Key twice", _UP + _KEY_LINE + _KEY_LINE + _V13),
+        ]
+    ),
+    # RFC 9112 3.2: a Host that is not a host (workerd copies it into request.url, where
+    # "h/admin?" moves the path) or a second Host is answered 400, as nginx and HAProxy do.
+    *(
+        Deliberate(
+            _http_case(name, b"GET /getCurrentConnections HTTP/1.1\r\n" + hosts + b"\r\n"),
+            lambda obs, theirs=theirs: obs[0].startswith(b"HTTP/1.1 " + theirs),
+            lambda obs: obs[0].startswith(b"HTTP/1.1 400 Bad Request\r\n") and obs[1] == "closed",
+        )
+        for name, hosts, theirs in [
+            ("Host with a path", b"Host: h/admin?\r\n", b"200 OK\r\n"),
+            ("Host with a fragment", b"Host: h#\r\n", b"200 OK\r\n"),
+            # The reference app's URL parse throws on "http://a, b/".
+            ("two Host fields", b"Host: a\r\nHost: b\r\n", b"500 Internal Server Error\r\n"),
+        ]
+    ),
+    # An upgrade request with a body: llhttp leaves the body unread, and were the upgrade
+    # refused it would be parsed as a second request (workerd reads it as the body).
+    Deliberate(
+        _http_case(
+            "upgrade request with a body",
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+            b"Content-Length: 48\r\n\r\nGET /getCurrentConnections HTTP/1.1\r\nHost: h\r\n\r\n",
+        ),
+        lambda obs: obs[0].startswith(b"HTTP/1.1 200 OK\r\n") and obs[0].count(b"HTTP/1.1") == 1,
+        lambda obs: (
+            obs[0].startswith(b"HTTP/1.1 400 Bad Request\r\n")
+            and obs[0].count(b"HTTP/1.1") == 1
+            and obs[1] == "closed"
+        ),
     ),
     # Bare LF line ends: workerd accepts them; llhttp (httptools) in strict mode does not.
     Deliberate(

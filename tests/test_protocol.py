@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,12 +44,55 @@ def test_accept_key_rfc_example() -> None:
     assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def _check(
+    method: str = "GET",
+    version: str = "1.1",
+    upgrade: str | None = "websocket",
+    connection: tuple[str, ...] = ("Upgrade",),
+    keys: tuple[str, ...] = (KEY,),
+    versions: tuple[str, ...] = ("13",),
+) -> int | None:
+    rejection = check_request(method, version, upgrade, [*connection], [*keys], [*versions])
+    return None if rejection is None else rejection.status
+
+
 def test_handshake_checks_order() -> None:
-    assert check_request("POST", None, None) is not None
-    assert check_request("POST", None, None).status == 400  # type: ignore[union-attr]
-    assert check_request("GET", None, None).status == 426  # type: ignore[union-attr]
-    assert check_request("GET", None, "13").status == 400  # type: ignore[union-attr]
-    assert check_request("GET", "k", "13") is None
+    # workerd's three checks, in its order: method, version, key.
+    assert _check("POST", keys=(), versions=()) == 400
+    assert _check(keys=(), versions=()) == 426
+    assert _check(keys=()) == 400
+    assert _check() is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"connection": ()},
+        {"connection": ("keep-alive",)},
+        {"connection": ("upgraded",)},
+        {"upgrade": None},
+        {"upgrade": "h2c"},
+        {"keys": (KEY, KEY)},
+        {"keys": ("abc",)},
+        {"keys": ("dGhlIHNhbXBsZSBub25jZQ",)},  # no padding
+        {"keys": ("dGhlIHNhbXBsZSBub25jZSE=",)},  # 17 bytes
+        {"keys": ("dGhlIHNhbXBsZSBub25jZ!==",)},  # not base64
+        {"versions": ("13", "13")},
+        {"version": "1.0"},
+    ],
+)
+def test_handshake_refused(kwargs: dict[str, Any]) -> None:
+    assert _check(**kwargs) in (400, 426)
+
+
+@pytest.mark.parametrize(
+    "connection", [("Upgrade",), ("keep-alive, Upgrade",), ("upgrade",), ("x", "UPGRADE")]
+)
+def test_handshake_connection_token(connection: tuple[str, ...]) -> None:
+    assert _check(connection=connection) is None
 
 
 @given(st.binary(max_size=1100), st.binary(min_size=4, max_size=4))

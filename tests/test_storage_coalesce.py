@@ -44,12 +44,13 @@ class RecordingStore(ObjectStore):
         self.log.append("begin")
         self.inner.begin()
 
-    def commit(self) -> None:
+    def commit(self) -> asyncio.Future[None] | None:
         if self.fail_commit is not None:
             self.log.append("commit failed")
             raise self.fail_commit
-        self.inner.commit()
+        durable = self.inner.commit()
         self.log.append("commit")
+        return durable
 
     def rollback(self) -> None:
         self.log.append("rollback")

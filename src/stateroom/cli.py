@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
             "leaves memory",
         )
         p.add_argument(
+            "--block-timeout",
+            type=float,
+            default=RuntimeOptions.block_timeout,
+            help="seconds a blockConcurrencyWhile() callback may run before its object is reset",
+        )
+        p.add_argument(
             "--max-message-size",
             type=int,
             default=ServerOptions.max_message_size,
@@ -191,6 +197,7 @@ async def _serve(args: argparse.Namespace) -> None:
     runtime_options = RuntimeOptions(
         idle_timeout=args.idle_timeout,
         hibernation_timeout=args.hibernation_timeout,
+        block_timeout=args.block_timeout,
         alarm_retry_delay=args.alarm_retry_delay,
     )
     server_options = ServerOptions(

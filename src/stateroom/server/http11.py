@@ -20,6 +20,7 @@ from stateroom.api.headers import Headers
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.protocol.handshake import check_request, wants_websocket
+from stateroom.protocol.target import TargetError, request_url
 from stateroom.server.responses import error_response, internal_error, serialize_response
 
 if TYPE_CHECKING:
@@ -39,27 +40,6 @@ class _Pending:
     upgrade_tail: bytes | None = None
     wants_close: bool = False
     error: bytes | None = None
-
-
-def _dot_segments(path: str) -> str:
-    """Remove ``.`` and ``..`` segments as the WHATWG URL parser does."""
-    if "/." not in path:
-        return path
-    out: list[str] = []
-    segments = path.split("/")
-    for i, seg in enumerate(segments):
-        if seg in (".", "%2e", "%2E"):
-            if i == len(segments) - 1:
-                out.append("")
-            continue
-        if seg.lower() in ("..", ".%2e", "%2e.", "%2e%2e"):
-            if len(out) > 1:
-                out.pop()
-            if i == len(segments) - 1:
-                out.append("")
-            continue
-        out.append(seg)
-    return "/".join(out) or "/"
 
 
 class HttpConnection(asyncio.Protocol):
@@ -89,6 +69,9 @@ class HttpConnection(asyncio.Protocol):
         self._head_pending = False
         self._head_bytes = 0
         self._completed = 0
+        # A request after which the connection closes was read: parse nothing after it.
+        self._final = False
+        self._eof = False  # the client half-closed: close once every answer has left
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -128,10 +111,8 @@ class HttpConnection(asyncio.Protocol):
                 if self._head_bytes > self.options.max_header_size:
                     self._fail_request(431, "message head is too large")
                     return
-            if self._expect_continue and self._in_message and self.transport is not None:
-                # The client waits for our go-ahead before sending the body (RFC 9110 10.1.1).
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self._expect_continue = False
+            if self._expect_continue and not self._answering():
+                self._send_continue()
         except httptools.HttpParserUpgrade as exc:
             offset = int(exc.args[0])
             tail = data[offset:]
@@ -149,7 +130,10 @@ class HttpConnection(asyncio.Protocol):
             self._fail_request(400, "invalid URI")
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _Reject):
+            if isinstance(cause, _Final):
+                self._stalled = b""  # the connection ends after the final request's answer
+                self._pause_reading()
+            elif isinstance(cause, _Reject):
                 self._fail_request(cause.status, cause.body)
             else:
                 logger.exception("HTTP parser callback failed")
@@ -161,8 +145,10 @@ class HttpConnection(asyncio.Protocol):
                 self._fail_request(400, _parser_error_text(str(exc)))
 
     def eof_received(self) -> bool | None:
-        # Half-closed clients still get their pipelined answers.
-        return bool(self._queue or (self._task and not self._task.done()))
+        # Half-closed clients still get their pipelined answers; then the connection
+        # closes, as no request can follow (RFC 9112 9.6).
+        self._eof = True
+        return self._answering()
 
     def pause_writing(self) -> None:
         # The client is not reading its responses: read no more requests, and answer
@@ -180,6 +166,8 @@ class HttpConnection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._final:
+            raise _Final
         self._in_message = True
         self._head_pending = True
         self._head_bytes = 0
@@ -227,23 +215,22 @@ class HttpConnection(asyncio.Protocol):
             raise _Reject(400, "invalid URI")
         method = parser.get_method().decode("ascii")
         headers = Headers._trusted(self._headers)
-        host = headers.get("host")
-        if host is None or not host:
-            raise _Reject(400, "Bad Request")
-        url = self._url
-        if not url.startswith(b"/"):
-            parsed = httptools.parse_url(url)
-            target = parsed.path or b"/"
-            if parsed.query:
-                target += b"?" + parsed.query
-            if parsed.host:
-                host = parsed.host.decode("latin-1")
-                if parsed.port:
-                    host += f":{parsed.port}"
-            url = target
-        path, _, _fragment = url.decode("latin-1").partition("#")
-        path, sep, query = path.partition("?")
-        full = f"{self.scheme}://{host.lower()}{_dot_segments(path)}{sep}{query}"
+        try:
+            full = request_url(self.scheme, headers.getAll("host"), self._url.decode("latin-1"))
+        except TargetError as exc:
+            # Any client can send these: one short line, and only at debug level.
+            logger.debug("refusing a request: %s", exc)
+            raise _Reject(400, "Bad Request" if exc.host else "invalid URI") from None
+        keep_alive = parser.should_keep_alive()
+        if parser.should_upgrade():
+            # llhttp leaves the body of an upgrade request unread; were the upgrade
+            # refused, that body would be parsed as the next request (request smuggling).
+            length = headers.get("content-length")
+            if headers.has("transfer-encoding") or (length is not None and int(length) > 0):
+                logger.debug("refusing an upgrade request with a body")
+                raise _Reject(400, "ERROR: An upgrade request must not have a body.")
+        elif version == "1.0" and headers.has("transfer-encoding"):
+            keep_alive = False  # RFC 9112 6.1: faulty framing; close after answering it
         upgrade = headers.get("upgrade")
         if upgrade is not None and wants_websocket(upgrade):
             # User code sees the token in its canonical spelling, as on Cloudflare.
@@ -254,10 +241,12 @@ class HttpConnection(asyncio.Protocol):
         pending = _Pending(
             request=request,
             version=version,
-            keep_alive=parser.should_keep_alive(),
+            keep_alive=keep_alive,
             head=method == "HEAD",
             wants_close="close" in connection,
         )
+        # RFC 9112 9.6: no request after one that ends the connection is processed.
+        self._final = not keep_alive
         self._queue.append(pending)
         if len(self._queue) > 32:
             self._pause_reading()
@@ -304,7 +293,11 @@ class HttpConnection(asyncio.Protocol):
                 return
             if pending.upgrade_tail is not None:
                 self._resume_after_upgrade_refused(pending.upgrade_tail)
+        if self._eof and not self._closing:
+            self._close()
         if not self._closing:
+            if self._expect_continue:
+                self._send_continue()  # its turn has come: every earlier answer has left
             # Idle: the keep-alive timeout; mid-way through the next request's head (it
             # started while we were busy): the rest of its header timeout.
             self._arm_timer(
@@ -352,10 +345,14 @@ class HttpConnection(asyncio.Protocol):
         assert request is not None
         client = response.webSocket
         assert client is not None
+        headers = request.headers
         rejection = check_request(
             request.method,
-            request.headers.get("sec-websocket-key"),
-            request.headers.get("sec-websocket-version"),
+            pending.version,
+            headers.get("upgrade"),
+            headers.getAll("connection"),
+            headers.getAll("sec-websocket-key"),
+            headers.getAll("sec-websocket-version"),
         )
         if rejection is not None:
             self.transport.write(
@@ -414,6 +411,20 @@ class HttpConnection(asyncio.Protocol):
         self.transport.write(answer)
         self._close()
 
+    def _answering(self) -> bool:
+        """Are earlier requests still queued or being answered?"""
+        return bool(self._queue) or (self._task is not None and not self._task.done())
+
+    def _send_continue(self) -> None:
+        """Tell a client waiting to send its body to go ahead (RFC 9110 10.1.1).
+
+        Only for the request being read, and only once every answer before it has left:
+        an interim response may not overtake an earlier request's answer.
+        """
+        if self._in_message and self.transport is not None and not self._closing:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._expect_continue = False
+
     def _close(self) -> None:
         self._closing = True
         self._cancel_timer()
@@ -452,6 +463,10 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort() if self._in_message else self._close()
         self._closing = True
+
+
+class _Final(Exception):
+    """Raised at the start of a request that follows the connection's final one."""
 
 
 class _Reject(Exception):
