@@ -10,6 +10,7 @@ delivers them; the same scenarios run against it in ``test_parity_early_sends``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ import pytest
 
 from rawws import RawClient, close_frame
 from reference_runtime import REFERENCE_DIR, running_workerd
+from stateroom.testing import TestClient, TestSocket
 from support import serve
 
 APP = "tests/apps/chatroom"
@@ -100,3 +102,42 @@ def workerd() -> Iterator[Addr]:
 def test_parity_early_sends(workerd: Addr, stateroom: Addr, mode: str, store: bool) -> None:
     """workerd (reference/chatroom.js) and stateroom deliver the same frames."""
     assert chat_scenario(workerd, mode, store) == chat_scenario(stateroom, mode, store)
+
+
+# -- through the event interface, in process ----------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "store"), CASES)
+def test_early_sends_through_the_event_interface(mode: str, store: bool) -> None:
+    """The same scenario through stateroom.testing: accept_socket flushes the early sends."""
+
+    async def scenario() -> list[object]:
+        seen: list[object] = []
+        async with TestClient(APP) as client:
+
+            async def join(name: str) -> TestSocket:
+                query = f"room=r&name={name}&mode={mode}" + ("&store=1" if store else "")
+                return await client.websocket(f"/ws?{query}")
+
+            async def texts(ws: TestSocket, n: int) -> list[str]:
+                return [str(await ws.receive()) for _ in range(n)]
+
+            async def leave(ws: TestSocket) -> tuple[int, bytes]:
+                ws.close(1000)
+                code, reason = await ws.wait_closed()
+                assert code is not None
+                return 0x88, code.to_bytes(2, "big") + reason.encode()
+
+            alice = await join("alice")
+            seen.append(("alice", await texts(alice, 1)))
+            bob = await join("bob")
+            seen.append(("bob", await texts(bob, 2)))
+            seen.append(("alice", await texts(alice, 1)))
+            bob.send("hi")
+            seen.append(("bob", await texts(bob, 1)))
+            seen.append(("alice", await texts(alice, 1)))
+            seen.append(("bob", await leave(bob)))
+            seen.append(("alice", await leave(alice)))
+        return seen
+
+    assert asyncio.run(scenario()) == EXPECTED
