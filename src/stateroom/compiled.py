@@ -21,6 +21,7 @@ HOT_MODULES = (
     "stateroom.api.websockets",
     "stateroom.runtime.actor",
     "stateroom.runtime.input_gate",
+    "stateroom.runtime.hibernation",
     "stateroom.runtime.eager",
 )
 

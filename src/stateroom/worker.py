@@ -26,6 +26,7 @@ from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.api.state import DurableObjectState
+from stateroom.api.websockets import SOCKET_HOOKS
 from stateroom.config import ConfigError, WorkerConfig
 from stateroom.runtime.actor import ActorNamespace
 from stateroom.runtime.options import RuntimeOptions
@@ -119,6 +120,7 @@ class WorkerRuntime:
                 sql_enabled=kinds.get(binding.class_name) == "sqlite",
                 make_state=DurableObjectState,
                 make_id=DurableObjectId,
+                socket_hooks=SOCKET_HOOKS,
             )
             self.namespaces[binding.name] = ns
             values[binding.name] = DurableObjectNamespace(ns)
@@ -159,16 +161,9 @@ class WorkerRuntime:
             if new_ns is None:
                 continue
             for old_host in list(old_ns.hosts.values()):
-                if not old_host.hibernatable:
-                    continue
-                new_host = new_ns.host(old_host.id)
-                new_host.auto_response = old_host.auto_response
-                new_host.event_timeout_ms = old_host.event_timeout_ms
-                for ws in list(old_host.hibernatable):
-                    ws._host = new_host
-                    new_host.hibernatable_accepted(ws)
-                    moved += 1
-                old_host.hibernatable.clear()
+                if old_host.hibernation.sockets:
+                    new_host = new_ns.host(old_host.id)
+                    moved += new_host.hibernation.adopt(old_host.hibernation)
         return moved
 
     async def shutdown(self, drain_timeout: float = 10.0) -> None:

@@ -34,6 +34,12 @@ from stateroom.runtime.context import current_host
 
 # Handlers are async def: knowing their result by type spares a hasattr() per message.
 from stateroom.runtime.eager import COROUTINE
+from stateroom.runtime.hibernation import (
+    HibernatableSocket,
+    SocketHooks,
+    deserialize_attachment,
+    serialize_attachment,
+)
 from stateroom.runtime.interface import Events, SocketSink
 from stateroom.runtime.interface import Message as Message
 from stateroom.runtime.interface import SocketSink as WebSocketSink
@@ -95,16 +101,14 @@ class WebSocket:
 
     __slots__ = (
         "_accepted",
-        "_attachment",
-        "_auto_response_timestamp",
         "_backlog",
         "_close_sent",
         "_ended",
+        "_hib",
         "_host",
         "_listeners",
         "_peer",
         "_sink",
-        "_tags",
         "readyState",
     )
 
@@ -120,9 +124,9 @@ class WebSocket:
         # Events that arrived before accept(); delivered in order on accept.
         self._backlog: list[tuple[str, tuple[Any, ...]]] | None = None
         # Hibernation API state (set by ctx.acceptWebSocket); None in listener mode.
-        self._tags: tuple[str, ...] | None = None
-        self._attachment: bytes | None = None
-        self._auto_response_timestamp: float | None = None
+        # What the runtime keeps for the hibernation API (ctx.acceptWebSocket(), and
+        # attachments): owned by the object's HibernationManager; None in listener mode.
+        self._hib: HibernatableSocket | None = None
 
     @property
     def ready_state(self) -> int:
@@ -134,7 +138,7 @@ class WebSocket:
         """Start delivering events to this end's listeners (the non-hibernating API)."""
         if self._accepted:
             raise RuntimeError("WebSocket has already been accepted.")
-        if self._tags is not None:
+        if self._hibernatable():
             raise RuntimeError("WebSocket was accepted with ctx.acceptWebSocket().")
         self._mark_accepted()
 
@@ -144,7 +148,7 @@ class WebSocket:
             self._host = current_host.get(None)
         if self.readyState == CONNECTING:
             self.readyState = OPEN
-        if self._host is not None and self._tags is None:
+        if self._host is not None and not self._hibernatable():
             self._host.socket_opened(self)
         backlog, self._backlog = self._backlog, None
         for kind, args in backlog or ():
@@ -208,20 +212,21 @@ class WebSocket:
             return
         sink.close(wire_code, reason or "")
 
-    # -- hibernation API (attachments live on the socket, not the object) --
+    # -- hibernation API (attachments outlive the object, with the socket) --
 
     def serializeAttachment(self, value: Any) -> None:
-        from stateroom.runtime.hibernation import serialize_attachment
-
-        self._attachment = serialize_attachment(value)
+        data = serialize_attachment(value)
+        record = self._hib
+        if record is None:
+            record = self._hib = HibernatableSocket(self, None, ())
+        record.attachment = data
 
     def serialize_attachment(self, value: Any) -> None:
         self.serializeAttachment(value)
 
     def deserializeAttachment(self) -> Any:
-        from stateroom.runtime.hibernation import deserialize_attachment
-
-        return deserialize_attachment(self._attachment)
+        record = self._hib
+        return deserialize_attachment(None if record is None else record.attachment)
 
     def deserialize_attachment(self) -> Any:
         return self.deserializeAttachment()
@@ -255,48 +260,20 @@ class WebSocket:
     def _receive_message(self, message: Message) -> None:
         """A message arrived: the hot path of ``_receive("message", ...)``.
 
-        Listeners of an accepted socket whose object takes events right now are called
-        directly; everything else (backlog before accept, a closed input gate,
-        hibernation handlers, auto-responses) takes the general path.
+        A socket accepted with ``acceptWebSocket()`` is its object's hibernation
+        manager's to deliver. Listeners of an accepted socket whose object takes events
+        right now are called directly; everything else (backlog before accept, a closed
+        input gate) takes the general path.
         """
+        record = self._hib
+        if record is not None:
+            manager = record.manager
+            if manager is not None:
+                manager.message(record, message)
+                return
         host = self._host
-        if (
-            host is None
-            or not self._accepted
-            or host.gate.blocked
-            or host.auto_response is not None
-        ):
+        if host is None or not self._accepted or host.gate.blocked:
             self._receive("message", message)
-            return
-        if self._tags is not None:
-            # Hibernation API: straight to webSocketMessage() of a live instance.
-            obj: Any = host.instance
-            if (
-                obj is None
-                or host.event_timeout_ms is not None
-                or type(obj) is host.no_message_handler
-            ):
-                self._receive("message", message)
-                return
-            host._last_active = host.clock()  # activity postpones hibernation
-            try:
-                # A method call, not getattr() then a call: looked up now all the same,
-                # but the class's function gets obj as an argument, not a bound method.
-                result = obj.webSocketMessage(self, message)
-            except Exception:
-                if getattr(obj, "webSocketMessage", None) is None:
-                    # None to call (web_socket_message() perhaps): the general path's case,
-                    # from now on without the exception.
-                    host.no_message_handler = type(obj)
-                    self._receive("message", message)
-                else:
-                    logger.exception("Uncaught exception in webSocketMessage()")
-                return
-            try:
-                if _awaitable(result):
-                    host.start(result)
-            except Exception:
-                logger.exception("Uncaught exception in webSocketMessage()")
             return
         listeners = self._listeners.get("message")
         if not listeners:
@@ -318,6 +295,10 @@ class WebSocket:
         self._deliver(kind, args)
 
     def _deliver(self, kind: str, args: tuple[Any, ...]) -> None:
+        record = self._hib
+        if record is not None and record.manager is not None:
+            record.manager.deliver(record, kind, args)  # the hibernation API's
+            return
         host = self._host
         if host is None:  # a pair used outside any object (in a Worker)
             pending = self._dispatch(kind, args)
@@ -352,13 +333,6 @@ class WebSocket:
                 pending = _then_auto_close(pending, self, event.code)
         return pending
 
-    def _auto_respond(self, response: str) -> None:
-        import time
-
-        self._auto_response_timestamp = time.time()
-        if not self._close_sent and self._sink is not None:
-            self._sink.send_message(response)
-
     def _closing_received(self) -> None:
         self.readyState = CLOSED if self._close_sent else CLOSING
 
@@ -373,12 +347,15 @@ class WebSocket:
         self._close_sent = True
         if not self._ended:
             self._ended = True
-            host = self._host
-            if self._accepted and host is not None:
-                if self._tags is None:
-                    host.socket_closed(self)
-                else:
-                    host.hibernatable_closed(self)
+            record = self._hib
+            if record is not None and record.manager is not None:
+                record.manager.closed(record)
+            elif self._accepted and self._host is not None:
+                self._host.socket_closed(self)
+
+    def _hibernatable(self) -> bool:
+        record = self._hib
+        return record is not None and record.manager is not None
 
 
 # Tasks of async listeners on pairs that belong to no object: kept alive until done.
@@ -550,7 +527,7 @@ class LocalEvents(Events):
         cast(WebSocket, handle)._finished()
 
     def socket_hibernatable(self, handle: object) -> bool:
-        return cast(WebSocket, handle)._tags is not None
+        return cast(WebSocket, handle)._hibernatable()
 
 
 # Held in a C static: a bound method per message would be an allocation per message.
@@ -569,3 +546,26 @@ def _host_context(host: ActorHost) -> contextvars.Context:
     context.run(current_host.set, host)
     host.socket_context = context
     return context
+
+
+class _SocketHooks(SocketHooks):
+    """What the runtime has done to ``WebSocket`` ends (it does not touch their insides)."""
+
+    def dispatch(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> Any:
+        return ws._dispatch(kind, args)
+
+    def closing_received(self, ws: WebSocket) -> None:
+        ws._closing_received()
+
+    def auto_close(self, ws: WebSocket, code: int) -> None:
+        ws._auto_close(code)
+
+    def send_now(self, ws: WebSocket, message: str) -> None:
+        if not ws._close_sent and ws._sink is not None:
+            ws._sink.send_message(message)
+
+    def moved(self, ws: WebSocket, host: ActorHost) -> None:
+        ws._host = host
+
+
+SOCKET_HOOKS: Final = _SocketHooks()

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stateroom.runtime import hibernation
 from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.channel import LocalChannel
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
 from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
+from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
@@ -56,6 +56,7 @@ class ActorNamespace:
         *,
         make_state: Callable[[ActorHost], DurableObjectState],
         make_id: Callable[[str], DurableObjectId],
+        socket_hooks: SocketHooks,
     ) -> None:
         self.binding = binding
         self.cls = cls
@@ -69,6 +70,7 @@ class ActorNamespace:
         # the ``ctx`` an instance is constructed with, and an id from its hex form.
         self.make_state = make_state
         self.make_id = make_id
+        self.socket_hooks = socket_hooks
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
 
@@ -134,12 +136,9 @@ class ActorHost:
         self._last_active = self.clock()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.evicted = False
-        # Hibernation API state: lives on the host so it survives the instance.
-        self.hibernatable: dict[WebSocket, None] = {}
-        self.auto_response: tuple[str, str] | None = None
-        self.event_timeout_ms: int | None = None
-        # A class seen with no webSocketMessage() to call: its messages skip the fast path.
-        self.no_message_handler: type | None = None
+        # The hibernation API's sockets, tags, attachments, auto-response and event
+        # timeout: they outlive the instance, so they live here, in its manager.
+        self.hibernation = HibernationManager(self, namespace.socket_hooks)
         # Storage is opened on first use and closed when the instance leaves memory.
         self.storage: DurableObjectStorage | None = None
         self.output_gate: OutputGate | None = None
@@ -233,12 +232,10 @@ class ActorHost:
             self._became_idle()
 
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
-        """Deliver a WebSocket event now, or queue it behind earlier events."""
-        auto = self.auto_response
-        if auto is not None and kind == "message" and ws._tags is not None and args[0] == auto[0]:
-            # Answered by the runtime: the object is neither woken nor told.
-            ws._auto_respond(auto[1])
-            return
+        """Deliver an event of a socket accepted with ``accept()`` now, or queue it.
+
+        (Sockets accepted with ``acceptWebSocket()`` are the hibernation manager's.)
+        """
         if self.gate.blocked:
             self.gate.enqueue(lambda: self._socket_event(ws, kind, args))
             return
@@ -246,22 +243,10 @@ class ActorHost:
 
     def _socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         if self.evicted:
-            if ws._tags is not None and ws._host is not None and ws._host is not self:
-                ws._host.deliver_socket_event(ws, kind, args)  # moved to a new host
-            return
+            return  # its listeners belonged to an instance that is gone
         token = current_host.set(self)
         try:
-            if ws._tags is None:
-                pending = ws._dispatch(kind, args)
-            else:
-                if self.instance is None:
-                    self.activate()
-                    if self.gate.depth:
-                        # The constructor started blockConcurrencyWhile(): wait for it.
-                        self.gate.enqueue(lambda: self._socket_event(ws, kind, args))
-                        return
-                pending = hibernation.dispatch(self, ws, kind, args)
-                self._last_active = self.clock()  # activity postpones hibernation
+            pending = self.namespace.socket_hooks.dispatch(ws, kind, args)
             if pending is not None:
                 self.start(pending)
         except Exception:
@@ -313,12 +298,9 @@ class ActorHost:
     def open_sockets(self) -> int:
         return len(self.listener_sockets)
 
-    def hibernatable_accepted(self, ws: WebSocket) -> None:
-        self.hibernatable[ws] = None
-
-    def hibernatable_closed(self, ws: WebSocket) -> None:
-        self.hibernatable.pop(ws, None)
-        if self.instance is None and not self.hibernatable and not self._busy:
+    def hibernatable_closed(self) -> None:
+        """A hibernatable socket's connection is gone (its manager has let it go)."""
+        if self.instance is None and not self.hibernation.sockets and not self._busy:
             self.evict()  # hibernated and now without sockets: nothing left to keep
         else:
             self._became_idle()
@@ -330,7 +312,7 @@ class ActorHost:
 
     def _timeout(self) -> float:
         options = self.namespace.options
-        return options.hibernation_timeout if self.hibernatable else options.idle_timeout
+        return options.hibernation_timeout if self.hibernation.sockets else options.idle_timeout
 
     def _became_idle(self) -> None:
         if self._busy or self.listener_sockets or self.evicted or self.instance is None:
@@ -350,8 +332,9 @@ class ActorHost:
         if remaining > 0.001:
             self._idle_handle = self.loop.call_later(remaining, self._idle_check)
             return
-        if self.hibernatable:
-            logger.debug("Hibernating object %s (%d sockets)", self.id, len(self.hibernatable))
+        sockets = len(self.hibernation.sockets)
+        if sockets:
+            logger.debug("Hibernating object %s (%d sockets)", self.id, sockets)
             self.hibernate()
         else:
             logger.debug("Evicting idle object %s", self.id)
@@ -380,7 +363,7 @@ class ActorHost:
             with contextlib.suppress(Exception):
                 ws.close(1011, "Durable Object reset")
         self.listener_sockets.clear()
-        if self.hibernatable:
+        if self.hibernation.sockets:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:
             self.evict()
