@@ -25,6 +25,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.runtime.context import current_host
+from stateroom.runtime.eager import COROUTINE
 
 if TYPE_CHECKING:
     from stateroom.api.websockets import WebSocket
@@ -218,7 +219,8 @@ class HibernationManager:
                 logger.exception("Uncaught exception in webSocketMessage()")
             return
         try:
-            if result is not None and hasattr(result, "__await__"):
+            # Handlers are async def: knowing their result by type spares a hasattr().
+            if result is not None and (type(result) is COROUTINE or hasattr(result, "__await__")):
                 host.start(result)
         except Exception:
             logger.exception("Uncaught exception in webSocketMessage()")
