@@ -81,7 +81,8 @@ def load(
 
 
 def http_get(server: RunningServer, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as r:
+    # A prefill creates up to 1,000 objects, each a new file: give it time.
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=300) as r:
         body: bytes = r.read()
     return body.decode()
 

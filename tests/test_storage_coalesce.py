@@ -44,13 +44,12 @@ class RecordingStore(ObjectStore):
         self.log.append("begin")
         self.inner.begin()
 
-    def commit(self) -> asyncio.Future[None] | None:
+    def commit(self) -> None:
         if self.fail_commit is not None:
             self.log.append("commit failed")
             raise self.fail_commit
-        durable = self.inner.commit()
+        self.inner.commit()
         self.log.append("commit")
-        return durable
 
     def rollback(self) -> None:
         self.log.append("rollback")

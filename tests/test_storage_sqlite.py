@@ -103,7 +103,7 @@ def test_file_layout_and_pragmas(tmp_path: Path) -> None:
         return store._run(f"PRAGMA {name}").fetchone()[0]
 
     assert pragma("journal_mode") == "wal"
-    assert pragma("synchronous") == 1  # NORMAL: the WAL is fsynced off the loop (durability.py)
+    assert pragma("synchronous") == 2  # FULL
     assert pragma("locking_mode") == "exclusive"
     assert pragma("foreign_keys") == 1
     assert pragma("application_id") == APPLICATION_ID

@@ -1,4 +1,4 @@
-"""Command line: ``stateroom dev [DIR]`` and ``stateroom serve [DIR]``."""
+"""Command line: ``stateroom dev [DIR]``, ``stateroom serve [DIR]`` and ``stateroom test [DIR]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import inspect
 import logging
 import signal
 import ssl
@@ -16,7 +17,7 @@ from typing import Any
 
 from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
-from stateroom.config import ConfigError, load_config
+from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.server.options import ServerOptions
@@ -37,9 +38,23 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("dev", "serve for development: reloads when the code changes"),
         ("serve", "serve for production: graceful shutdown on SIGTERM"),
+        (
+            "test",
+            "run the Worker's test() handler once, as `workerd test` does; exit 1 if it fails",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("directory", nargs="?", default=".", help="folder with wrangler.toml")
+        p.add_argument(
+            "directory",
+            nargs="?",
+            default=".",
+            help="folder with wrangler.jsonc, wrangler.json or wrangler.toml",
+        )
+        p.add_argument(
+            "--env",
+            metavar="NAME",
+            help="use the configuration's [env.NAME] section (and .dev.vars.NAME)",
+        )
         p.add_argument("--host", default="127.0.0.1", help="address to listen on")
         p.add_argument("--port", type=int, default=8787, help="port (0 picks a free one)")
         p.add_argument(
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     _report_build()
     try:
+        if args.command == "test":
+            return _run_test(args)
         _run(_serve(args))
     except ConfigError as exc:
         logger.error("%s", exc)
@@ -191,9 +208,30 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def _load(args: argparse.Namespace) -> WorkerConfig:
+    """The configuration, with the Worker's folders importable.
+
+    ``stateroom serve`` refuses to start without the secrets in ``secrets.required``;
+    ``stateroom dev`` warns, as ``wrangler dev`` does.
+    """
+    config = load_config(args.directory, args.env, require_secrets=args.command == "serve")
+    logger.info(
+        "%s%s", config.path, f" [env.{config.env_name}]" if config.env_name is not None else ""
+    )
+    _add_import_paths(config)
+    return config
+
+
+def _add_import_paths(config: WorkerConfig) -> None:
+    """Let ``main`` import its sibling modules, wherever it is (``main = "src/entry.py"``),
+    and the packages a Python Workers project vendors in ``python_modules/``."""
+    for folder in (config.root / "python_modules", config.main.parent):
+        if folder.is_dir() and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
 async def _serve(args: argparse.Namespace) -> None:
-    directory = Path(args.directory)
-    config = load_config(directory)
+    config = _load(args)
     runtime_options = RuntimeOptions(
         idle_timeout=args.idle_timeout,
         hibernation_timeout=args.hibernation_timeout,
@@ -232,7 +270,9 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
     watcher = None
     if args.command == "dev":
-        watcher = asyncio.create_task(_watch(server, config.root, runtime_options, backend))
+        watcher = asyncio.create_task(
+            _watch(server, config.root, args.env, runtime_options, backend)
+        )
     await stop.wait()
     logger.info("shutting down")
     if watcher is not None:
@@ -263,13 +303,18 @@ def _snapshot(root: Path) -> dict[Path, float]:
         if path.suffix in (".py", ".toml") and "/." not in str(path.relative_to(root)):
             with contextlib.suppress(OSError):
                 files[path] = path.stat().st_mtime
+    # The configuration and its secrets, in the folder itself.
+    for path in [*(root / name for name in CONFIG_NAMES), *root.glob(DEV_VARS + "*")]:
+        with contextlib.suppress(OSError):
+            files[path] = path.stat().st_mtime
     return files
 
 
 async def _watch(
-    server: Server, root: Path, options: RuntimeOptions, backend: SqliteBackend
+    server: Server, root: Path, env: str | None, options: RuntimeOptions, backend: SqliteBackend
 ) -> None:
-    """Reload the Worker when a .py or .toml file under its folder changes."""
+    """Reload the Worker when a .py file under its folder, its configuration or its
+    .dev.vars changes."""
     from stateroom.server.websocket import WebSocketConnection
 
     seen = _snapshot(root)
@@ -280,7 +325,9 @@ async def _watch(
             continue
         seen = now
         try:
-            runtime = WorkerRuntime(load_config(root), options, backend)
+            config = load_config(root, env)
+            _add_import_paths(config)
+            runtime = WorkerRuntime(config, options, backend)
         except Exception:
             logger.exception("reload failed; still serving the previous version")
             continue
@@ -305,3 +352,57 @@ async def _watch(
         await old.shutdown()
         runtime.start()
         logger.info("reloaded (%d hibernatable WebSockets kept open)", kept)
+
+
+class TestController:
+    """What a ``test()`` handler receives as ``ctrl`` (workerd passes a controller too)."""
+
+    def __repr__(self) -> str:
+        return "TestController()"
+
+
+def _run_test(args: argparse.Namespace) -> int:
+    """``stateroom test DIR``: construct the Worker, await ``Default.test()``, report."""
+    failed: list[BaseException] = []
+
+    async def main() -> None:
+        config = _load(args)
+        backend = (
+            SqliteBackend(in_memory=True)
+            if args.in_memory or not args.persist_to
+            else SqliteBackend(Path(args.persist_to))
+        )
+        runtime = WorkerRuntime(
+            config,
+            RuntimeOptions(
+                idle_timeout=args.idle_timeout,
+                hibernation_timeout=args.hibernation_timeout,
+                alarm_retry_delay=args.alarm_retry_delay,
+            ),
+            backend,
+        )
+        runtime.start()
+        handler = getattr(runtime.entrypoint, "test", None)
+        if handler is None:
+            raise ConfigError(
+                f"{config.main}: Default defines no test() handler for `stateroom test`"
+            )
+        arity = len(inspect.signature(handler).parameters)
+        context = (TestController(), runtime.env, runtime.ctx)[:arity]
+        try:
+            result = handler(*context)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            logger.error("test() failed", exc_info=exc)
+            failed.append(exc)
+        finally:
+            await runtime.shutdown()
+            backend.close()
+
+    _run(main())
+    if failed:
+        logger.error("FAIL %s", args.directory)
+        return 1
+    logger.info("PASS %s", args.directory)
+    return 0

@@ -1,20 +1,67 @@
-"""``wrangler.toml``: the subset stateroom understands, validated with precise errors.
+"""Wrangler configuration: the subset stateroom understands, validated with precise errors.
+
+The file is ``wrangler.json``, ``wrangler.jsonc`` or ``wrangler.toml`` (looked for in that
+order, as wrangler does); the JSON forms may have comments and trailing commas.
+``[env.NAME]`` sections are chosen with ``--env NAME``, with wrangler's inheritance rules.
+Secrets come from ``.dev.vars`` (``.dev.vars.NAME`` for an environment) and, for the
+names in ``secrets.required`` (or every name, with ``CLOUDFLARE_INCLUDE_PROCESS_ENV=true``),
+from the process environment; they join ``vars`` on ``env``.
 
 Every error names the file, the key and what is wrong, so the user can fix the
-file without reading our source.
+file without reading our source. Keys stateroom does not know are logged and ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stateroom import jsonc
+
 logger = logging.getLogger("stateroom.config")
 
 CONFIG_NAME = "wrangler.toml"
+# Wrangler's own order of preference when a folder has more than one.
+CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
+DEV_VARS = ".dev.vars"
+# Wrangler's switch for taking secrets from the whole process environment.
+INCLUDE_PROCESS_ENV = "CLOUDFLARE_INCLUDE_PROCESS_ENV"
+
+# Keys that an [env.NAME] section does not inherit from the top level (wrangler's
+# "non-inheritable" keys: bindings and vars must be repeated per environment).
+_NON_INHERITABLE = {
+    "vars",
+    "durable_objects",
+    "secrets",
+    "kv_namespaces",
+    "r2_buckets",
+    "d1_databases",
+    "services",
+    "queues",
+    "analytics_engine_datasets",
+    "vectorize",
+    "hyperdrive",
+    "ai",
+    "browser",
+    "images",
+    "workflows",
+    "send_email",
+    "dispatch_namespaces",
+    "mtls_certificates",
+    "tail_consumers",
+    "version_metadata",
+    "unsafe",
+    "define",
+}
+
+# Bindings that stateroom does not provide: configuring one is logged, not fatal, and
+# the name is missing from env.
+_UNSUPPORTED_BINDINGS = _NON_INHERITABLE - {"vars", "durable_objects", "secrets", "define"}
 
 # Keys wrangler knows that have no meaning for a self-hosted runtime: accepted silently.
 _IGNORED_KEYS = {
@@ -37,6 +84,23 @@ _IGNORED_KEYS = {
     "upload_source_maps",
     "keep_vars",
     "preview_urls",
+    "$schema",
+    "python_modules",
+    "assets",
+    "tsconfig",
+    "node_compat",
+    "send_metrics",
+    "logpush",
+    "first_party_worker",
+    "jsx_factory",
+    "jsx_fragment",
+    "base_dir",
+    "find_additional_modules",
+    "preserve_file_names",
+    "alias",
+    "legacy_env",
+    "unsafe",
+    "define",
 }
 
 
@@ -69,6 +133,10 @@ class WorkerConfig:
     migrations: tuple[Migration, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict)
     allowed_origins: tuple[str, ...] | None = None
+    # The [env.NAME] section in use (--env), and the names on env that came from
+    # .dev.vars or the process environment (their values are in vars; never logged).
+    env_name: str | None = None
+    secret_names: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -116,29 +184,245 @@ def _identifier(path: Path, key: str, value: str) -> None:
         raise _err(path, key, f"{value!r} is not a valid Python class name")
 
 
-def load_config(location: str | Path) -> WorkerConfig:
-    """Read ``wrangler.toml`` from a directory or a file path."""
+def find_config(location: str | Path) -> Path:
+    """The configuration file of a folder (or the file itself, if ``location`` is one)."""
     path = Path(location)
-    if path.is_dir():
-        path = path / CONFIG_NAME
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file; pass the directory that holds your {CONFIG_NAME}")
+    if not path.is_dir():
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no such file; pass the directory that holds your "
+                f"wrangler.jsonc, wrangler.json or {CONFIG_NAME}"
+            )
+        return path
+    found = [path / name for name in CONFIG_NAMES if (path / name).is_file()]
+    if not found:
+        raise ConfigError(
+            f"{path / CONFIG_NAME}: no such file; pass the directory that holds your "
+            f"wrangler.jsonc, wrangler.json or {CONFIG_NAME}"
+        )
+    for other in found[1:]:
+        logger.warning("%s: ignored, %s is read instead (as wrangler does)", other, found[0].name)
+    return found[0]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The configuration as a dict: TOML, or JSON with comments (.json and .jsonc)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_config(data, path.resolve())
+        data = jsonc.loads(text)
+    except jsonc.JSONCError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object {{ ... }} at the top level")
+    return data
 
 
-def parse_config(data: dict[str, Any], path: Path) -> WorkerConfig:
+def load_config(
+    location: str | Path,
+    env: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_secrets: bool = False,
+) -> WorkerConfig:
+    """Read the Worker's configuration from a directory or a file path.
+
+    ``env`` selects an ``[env.NAME]`` section. ``environ`` (default ``os.environ``) is
+    where secrets are looked up; with ``require_secrets`` a name in ``secrets.required``
+    that has no value is an error, otherwise a warning (as ``wrangler dev`` does).
+    """
+    path = find_config(location)
+    data = select_env(read_config_file(path), env, path)
+    path = path.resolve()
+    secrets = load_secrets(
+        data, path, env, os.environ if environ is None else environ, require_secrets
+    )
+    return parse_config(data, path, env_name=env, secrets=secrets)
+
+
+def select_env(data: dict[str, Any], env: str | None, path: Path) -> dict[str, Any]:
+    """The top-level configuration, or the ``env.NAME`` section over it.
+
+    An environment inherits every top-level key except bindings and vars
+    (``_NON_INHERITABLE``); its name is ``<name>-<env>`` unless it sets one.
+    """
+    if env is None:
+        return data
+    sections = data.get("env", {})
+    if not isinstance(sections, dict):
+        raise _err(path, "env", "expected a table of environments ([env.NAME])")
+    section = sections.get(env)
+    if not isinstance(section, dict):
+        known = ", ".join(sorted(sections)) or "none"
+        raise _err(path, f"env.{env}", f"no such environment (--env {env}); environments: {known}")
+    merged = {k: v for k, v in data.items() if k != "env" and k not in _NON_INHERITABLE}
+    for key in sorted(_NON_INHERITABLE & data.keys() - section.keys()):
+        logger.warning(
+            "%s: `%s` is not inherited by [env.%s] (wrangler does not inherit it either); "
+            "repeat it in the environment to use it there",
+            path,
+            key,
+            env,
+        )
+    merged.update(section)
+    if "name" not in section and isinstance(data.get("name"), str):
+        merged["name"] = f"{data['name']}-{env}"
+    return merged
+
+
+def parse_dotenv(text: str, path: Path) -> dict[str, str]:
+    """``NAME=value`` lines (``.dev.vars``): ``#`` comments, optional ``export``, values
+    in single quotes (literal) or double quotes (with ``\\n`` escapes, may span lines)."""
+    values: dict[str, str] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        lineno = i + 1
+        i += 1
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"{path}:{lineno}: expected NAME=value, got {lines[lineno - 1]!r}")
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            quote = value[0]
+            body = value[1:]
+            while quote not in body.replace("\\" + quote, "") and i < len(lines):
+                body += "\n" + lines[i]
+                i += 1
+            end = _closing_quote(body, quote)
+            if end == -1:
+                raise ConfigError(f"{path}:{lineno}: {name}: unterminated {quote}-quoted value")
+            value = body[:end] if quote == "'" else _unescape(body[:end])
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[name] = value
+    return values
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def _unescape(value: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            nxt = value[i + 1]
+            out.append(_ESCAPES.get(nxt, c + nxt))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _closing_quote(body: str, quote: str) -> int:
+    i = 0
+    while i < len(body):
+        if body[i] == "\\" and quote == '"':
+            i += 2
+            continue
+        if body[i] == quote:
+            return i
+        i += 1
+    return -1
+
+
+def load_secrets(
+    data: dict[str, Any],
+    path: Path,
+    env: str | None,
+    environ: Mapping[str, str],
+    require: bool,
+) -> dict[str, str]:
+    """Secrets for ``env``: ``.dev.vars`` (``.dev.vars.<env>`` first) next to the config,
+    then the process environment, which wins.
+
+    With ``secrets.required`` only those names are taken (from either source), and each
+    must have a value. Without it, every name in the file is taken, and the process
+    environment only with ``CLOUDFLARE_INCLUDE_PROCESS_ENV=true`` (wrangler's rules).
+    """
+    root = path.parent
+    dev_vars: dict[str, str] = {}
+    candidates = [root / f"{DEV_VARS}.{env}"] if env else []
+    for candidate in [*candidates, root / DEV_VARS]:
+        if candidate.is_file():
+            dev_vars = parse_dotenv(candidate.read_text(encoding="utf-8"), candidate)
+            logger.info("secrets from %s: %s", candidate.name, ", ".join(sorted(dev_vars)))
+            break
+    required = _required_secrets(data, path)
+    include_all = environ.get(INCLUDE_PROCESS_ENV, "").lower() == "true"
+    if required is None:
+        secrets = dict(dev_vars)
+        if include_all:
+            secrets.update({k: v for k, v in environ.items() if k.isidentifier()})
+        return secrets
+    secrets = {}
+    for name in required:
+        if name in environ:
+            secrets[name] = environ[name]
+        elif name in dev_vars:
+            secrets[name] = dev_vars[name]
+    missing = [name for name in required if name not in secrets]
+    if missing:
+        message = (
+            f"{path}: `secrets.required`: no value for {', '.join(missing)}; set them in the "
+            f"environment or in {DEV_VARS} next to the configuration"
+        )
+        if require:
+            raise ConfigError(message)
+        logger.warning("%s", message)
+    return secrets
+
+
+def _required_secrets(data: dict[str, Any], path: Path) -> list[str] | None:
+    table = data.get("secrets")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise _err(path, "secrets", 'expected a table, e.g. { "required": ["API_KEY"] }')
+    names = table.get("required", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise _err(path, "secrets.required", f"expected a list of names, got {names!r}")
+    for name in names:
+        if not name.isidentifier():
+            raise _err(path, "secrets.required", f"{name!r} is not a valid attribute name for env")
+    return list(names)
+
+
+def parse_config(
+    data: dict[str, Any],
+    path: Path,
+    *,
+    env_name: str | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> WorkerConfig:
     for key in data:
-        if key not in _IGNORED_KEYS and key not in (
+        if key in _UNSUPPORTED_BINDINGS:
+            logger.warning(
+                "%s: `%s`: stateroom does not provide this kind of binding; ignored "
+                "(env will not have it)",
+                path,
+                key,
+            )
+        elif key not in _IGNORED_KEYS and key not in (
             "name",
             "main",
             "durable_objects",
             "migrations",
             "vars",
             "allowed_origins",
+            "secrets",
         ):
             logger.warning("%s: unknown key `%s` ignored", path, key)
 
@@ -227,14 +511,25 @@ def parse_config(data: dict[str, Any], path: Path) -> WorkerConfig:
             path, "allowed_origins", 'expected a list of origins, e.g. ["https://a.example"]'
         )
 
+    all_vars = dict(vars_table)
+    for key in secrets or {}:
+        if key in all_vars:
+            logger.info("%s: secret %s overrides the var of the same name", path, key)
+        if key in seen:
+            raise ConfigError(
+                f"{path}: secret {key} has the name of a Durable Object binding; rename one"
+            )
+    all_vars.update(secrets or {})
     config = WorkerConfig(
         path=path,
         name=name,
         main=main,
         durable_objects=tuple(bindings),
         migrations=tuple(migrations),
-        vars=dict(vars_table),
+        vars=all_vars,
         allowed_origins=tuple(origins) if origins is not None else None,
+        env_name=env_name,
+        secret_names=tuple(sorted(secrets or {})),
     )
     live = config.class_storage()
     for i, b in enumerate(config.durable_objects):

@@ -21,14 +21,9 @@ What a backend must guarantee
 * **Transactions.** ``begin()`` starts a transaction; everything until
   ``commit()`` or ``rollback()`` is atomic. Savepoints nest inside it. Reads
   inside a transaction see its own uncommitted writes.
-* **Durability after commit.** ``commit()`` makes the transaction visible and
-  survive process death (``kill -9``). It returns ``None`` once the transaction
-  also survives power loss, or a future that is done when it does: the wait
-  (an fsync, a database round trip) must not hold the event loop, and nothing
-  that depends on the transaction leaves the object before the future is done.
-  Futures complete in commit order. If ``commit()`` raises or its future fails,
-  the transaction may or may not have become durable, and the caller treats the
-  object as broken.
+* **Durability on commit.** When ``commit()`` returns, the transaction survives
+  process death (``kill -9``) and power loss. If it raises, the transaction may
+  or may not have become durable, and the caller treats the object as broken.
 * **Key order.** KV keys compare by their UTF-8 bytes (Cloudflare's order),
   which is also code point order.
 * **SQL dialect.** ``sql_exec()`` runs SQLite SQL, with names starting with
@@ -43,7 +38,6 @@ What a backend must guarantee
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,8 +125,8 @@ class ObjectStore(ABC):
         """Start a transaction (it may start as a read and become a write)."""
 
     @abstractmethod
-    def commit(self) -> asyncio.Future[None] | None:
-        """Commit the open transaction; None once durable, else a future done when it is."""
+    def commit(self) -> None:
+        """Make the open transaction durable; return only once it is."""
 
     @abstractmethod
     def rollback(self) -> None:

@@ -10,15 +10,12 @@ combined and submitted atomically." This module implements that rule for any
   ``loop.call_soon``: the callback runs after everything already runnable in
   this turn, so every write made before the object next waits on real I/O
   lands in the same transaction.
-* The commit callback runs ``COMMIT``. Once the store reports the batch durable
-  (the fsync runs off the event loop, see ``durability.py``; meanwhile the
-  object and every other object go on, and later writes start the next batch),
-  the batch's write token is released on the write tracker (the output gate),
-  so responses and WebSocket messages produced after the writes leave only now,
-  and ``flush()`` waiters wake. Batches become durable in commit order.
+* The commit callback runs ``COMMIT`` (an fsync). Then the batch's write token
+  is released on the write tracker (the output gate), so responses and
+  WebSocket messages produced after the writes leave only now, and
+  ``flush()`` waiters wake.
 * If ``COMMIT`` fails (disk full, I/O error) or the engine rolled the
   transaction back on its own, writes the object already acted upon are gone.
-  The same holds when making a committed batch durable fails (an fsync error).
   The store is rolled back, the tracker is told (held outputs are discarded),
   ``on_broken`` fires, and every later operation raises
   ``StorageBrokenError``: the runtime must reset the object.
@@ -34,7 +31,6 @@ turns: each operation commits before it returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,8 +89,6 @@ class ImplicitTransaction:
         self._waiters: list[asyncio.Future[None]] = []
         self._post_commit: list[Callable[[], None]] = []
         self._depth = 0  # open savepoints (explicit transactions)
-        # Committed batches not yet durable, oldest first; done when durable.
-        self._syncing: list[asyncio.Future[None]] = []
         self._deferred = False  # a commit came due while a savepoint was open
 
     # -- state the runtime reads ---------------------------------------------
@@ -107,7 +101,7 @@ class ImplicitTransaction:
     @property
     def commit_pending(self) -> bool:
         """Whether writes exist that are not yet durable."""
-        return self._dirty or bool(self._syncing)
+        return self._dirty
 
     @property
     def in_explicit_transaction(self) -> bool:
@@ -261,10 +255,9 @@ class ImplicitTransaction:
         if not self._open:
             self._finish_batch()
             return
-        syncing = None
         try:
             if self._store.in_transaction:
-                syncing = self._store.commit()
+                self._store.commit()
             elif self._dirty:
                 raise StorageBrokenError("the storage engine aborted the open transaction")
         except BaseException as exc:
@@ -273,55 +266,13 @@ class ImplicitTransaction:
                 self.check()
             return
         self._open = False
-        if syncing is None:
-            self._finish_batch()
-            return
-        # Durable later: the batch's token, waiters and callbacks go with its sync, and the
-        # next write opens a new batch at once.
-        batch = (self._token, self._waiters, self._post_commit)
-        self._token, self._waiters, self._post_commit = None, [], []
-        self._dirty = False
-        self._syncing.append(syncing)
-        syncing.add_done_callback(lambda done: self._synced(done, *batch))
-
-    def _synced(
-        self,
-        done: asyncio.Future[None],
-        token: int | None,
-        waiters: list[asyncio.Future[None]],
-        callbacks: list[Callable[[], None]],
-    ) -> None:
-        """A committed batch's sync finished (several batches may share one sync)."""
-        if done in self._syncing:
-            self._syncing.remove(done)
-        exc = done.exception()
-        if exc is not None:
-            # The object acted on writes that may not survive a crash: it is broken.
-            self._fail(exc)
-        if self._broken is not None:
-            self._void(token, waiters, self._broken)
-            return
-        self._release(token, waiters, callbacks)
+        self._finish_batch()
 
     def _finish_batch(self) -> None:
         token, self._token = self._token, None
         self._dirty = False
         waiters, self._waiters = self._waiters, []
         callbacks, self._post_commit = self._post_commit, []
-        if self._syncing:
-            # Not durable before the batches committed ahead of it are.
-            self._syncing[-1].add_done_callback(
-                lambda done: self._synced(done, token, waiters, callbacks)
-            )
-            return
-        self._release(token, waiters, callbacks)
-
-    def _release(
-        self,
-        token: int | None,
-        waiters: list[asyncio.Future[None]],
-        callbacks: list[Callable[[], None]],
-    ) -> None:
         if token is not None and self._tracker is not None:
             self._tracker.write_done(token)
         for waiter in waiters:
@@ -352,22 +303,16 @@ class ImplicitTransaction:
         token, self._token = self._token, None
         waiters, self._waiters = self._waiters, []
         self._post_commit = []
-        self._void(token, waiters, broken)
-        if self._on_broken is not None:
-            try:
-                self._on_broken(broken)
-            except Exception:
-                logger.exception("on_broken callback failed")
-
-    def _void(
-        self, token: int | None, waiters: list[asyncio.Future[None]], broken: StorageBrokenError
-    ) -> None:
-        """A batch that will never be durable: its outputs are discarded, waiters fail."""
         if token is not None and self._tracker is not None:
             self._tracker.write_failed(token, broken)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(broken)
+        if self._on_broken is not None:
+            try:
+                self._on_broken(broken)
+            except Exception:
+                logger.exception("on_broken callback failed")
 
     async def flush(self) -> None:
         """Wait until every write made so far is durable.
@@ -378,10 +323,6 @@ class ImplicitTransaction:
         """
         self.check()
         if not self._open:
-            if self._syncing:
-                with contextlib.suppress(Exception):  # a failed sync broke the store
-                    await asyncio.shield(self._syncing[-1])
-                self.check()
             return
         if not self._commit_scheduled and self._depth == 0:
             self._schedule()

@@ -1,12 +1,10 @@
 """The embedded storage backend: one SQLite database per Durable Object.
 
 Layout: ``<data_dir>/<namespace>/<object id hex>.sqlite3``, created on first
-open. Each database runs in WAL mode with ``synchronous=NORMAL``: ``COMMIT``
-writes the transaction to the ``-wal`` file (it then survives ``kill -9``) and
-the fsync that makes it survive power loss runs off the event loop
-(``durability.py``); ``commit()`` returns the future of that fsync, which the
-output gate waits for. Uncommitted writes vanish as a unit; checkpoints sync
-both files themselves. ``locking_mode=EXCLUSIVE`` holds the file's lock for as long
+open. Each database runs in WAL mode with ``synchronous=FULL``, so a
+transaction is on stable storage (the WAL is fsynced) before ``COMMIT``
+returns: committed writes survive ``kill -9`` and power loss, uncommitted ones
+vanish as a unit. ``locking_mode=EXCLUSIVE`` holds the file's lock for as long
 as the object is open, so a second process (or a second open in this one) can
 never run the same object.
 
@@ -23,13 +21,11 @@ user Python runs in this process and could open the file itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -41,7 +37,6 @@ from stateroom.storage.backend import (
     StorageBackend,
     is_reserved_name,
 )
-from stateroom.storage.durability import FileSync
 from stateroom.storage.errors import (
     SqlError,
     SqlNotAuthorizedError,
@@ -292,10 +287,8 @@ class SqliteObjectStore(ObjectStore):
         object_id: str,
         *,
         backend: SqliteBackend | None = None,
-        sync: FileSync | None = None,
     ) -> None:
         self._conn = conn
-        self._sync = sync  # None: in memory, nothing to make durable
         self.namespace = namespace
         self.object_id = object_id
         self._backend = backend
@@ -391,7 +384,7 @@ class SqliteObjectStore(ObjectStore):
     def begin(self) -> None:
         self._run("BEGIN" + _INTERNAL)
 
-    def commit(self) -> asyncio.Future[None] | None:
+    def commit(self) -> None:
         self._run("COMMIT" + _INTERNAL)
         if self._vacuum_after_commit:
             self._vacuum_after_commit = False
@@ -404,15 +397,6 @@ class SqliteObjectStore(ObjectStore):
                 logger.warning("incremental_vacuum failed for %s", self.object_id, exc_info=True)
             finally:
                 self._trusted = False
-        sync = self._sync
-        if sync is None:
-            return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            sync.sync_now()
-            return None
-        return sync.after_commit(loop)
 
     def rollback(self) -> None:
         self._vacuum_after_commit = False
@@ -669,8 +653,6 @@ class SqliteBackend(StorageBackend):
         self.exclusive = exclusive
         self._open: dict[tuple[str, str], SqliteObjectStore] = {}
         self._memory: dict[tuple[str, str], sqlite3.Connection] = {}
-        # Commits' fsyncs, off the event loop (durability.py); made on first use.
-        self._executor: ThreadPoolExecutor | None = None
 
     def path_for(self, namespace: str, object_id: str) -> Path:
         """Where the object's database file lives (validating both components)."""
@@ -722,30 +704,28 @@ class SqliteBackend(StorageBackend):
             conn = self._memory.get(key)
             if conn is None:
                 conn = self._memory[key] = _connect(":memory:", exclusive=False)
-            sync = None
         else:
-            path = self.path_for(namespace, object_id)
-            conn, directories = self._open_file(path)
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(8, thread_name_prefix="stateroom-fsync")
-            # The first sync also makes the -wal file's directory entry durable.
-            sync = FileSync(self._executor, Path(f"{path}-wal"), directories)
-        store = SqliteObjectStore(conn, namespace, object_id, backend=self, sync=sync)
+            conn = self._open_file(self.path_for(namespace, object_id))
+        store = SqliteObjectStore(conn, namespace, object_id, backend=self)
         self._open[key] = store
         logger.debug("opened storage of %s/%s", namespace, object_id)
         return store
 
-    def _open_file(self, path: Path) -> tuple[sqlite3.Connection, list[Path]]:
-        """Open a database file; also the directories whose entries its first sync makes
-        durable (those this open created or added to, and the one its -wal file goes in)."""
+    def _open_file(self, path: Path) -> sqlite3.Connection:
         created_dirs = _make_dirs(path.parent)
+        is_new = not path.exists()
         try:
             conn = _connect(str(path), exclusive=self.exclusive)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
                 raise StoreInUseError(f"{path} is in use by another process") from exc
             raise
-        return conn, [*created_dirs, path.parent]
+        if is_new:
+            # A new file (and its WAL) exists only once its directory entry is
+            # durable: fsync every directory this open created or added to.
+            for directory in (*created_dirs, path.parent):
+                _fsync_dir(directory)
+        return conn
 
     def _release(self, store: SqliteObjectStore) -> None:
         key = (store.namespace, store.object_id)
@@ -761,9 +741,6 @@ class SqliteBackend(StorageBackend):
         for conn in self._memory.values():
             conn.close()
         self._memory.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)  # commits already acknowledged are synced
-            self._executor = None
 
 
 def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
@@ -786,8 +763,7 @@ def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not enable WAL mode (got {mode!r})")
-            # COMMIT writes the WAL without an fsync; durability.py syncs it off the loop.
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA synchronous = FULL")
         _check_format(conn)
         for limit, value in SQL_LIMITS.items():
             conn.setlimit(limit, value)
@@ -833,3 +809,16 @@ def _make_dirs(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     # Each created directory's entry lives in its parent.
     return [m.parent for m in reversed(missing)]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        logger.debug("fsync of directory %s not supported", directory)
+    finally:
+        os.close(fd)
