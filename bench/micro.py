@@ -28,14 +28,15 @@ from typing import Any
 
 import uvloop
 
+from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules
 from stateroom.config import load_config
 from stateroom.protocol.frames import apply_mask
 from stateroom.runtime.options import RuntimeOptions
-from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.server import Server
 from stateroom.server.websocket import WebSocketConnection
 from stateroom.storage.sqlite import SqliteBackend
+from stateroom.worker import WorkerRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 10_000
@@ -99,7 +100,7 @@ async def drive_app(
     config = load_config(ROOT / "examples" / app)
     runtime = WorkerRuntime(config, RuntimeOptions(), SqliteBackend(in_memory=True))
     runtime.start()
-    server = Server(runtime, port=0)
+    server = Server(LocalEvents(runtime), port=0)
     await server.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(HANDSHAKE)

@@ -82,8 +82,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_workerd() -> Iterator[tuple[str, int]]:
-    """Serve reference/websocket-server.js with workerd; yield (host, port); stop it after."""
+def running_workerd(config: Path = CONFIG) -> Iterator[tuple[str, int]]:
+    """Serve ``config`` (reference/websocket-server.js by default) with workerd; yield
+    (host, port); stop it after."""
     if not WORKERD.exists():
         raise WorkerdMissingError(
             f"workerd is not installed at {WORKERD}: run `make workerd` "
@@ -97,7 +98,7 @@ def running_workerd() -> Iterator[tuple[str, int]]:
                 [
                     str(_native_binary()),
                     "serve",
-                    str(CONFIG),
+                    str(config),
                     "--socket-addr",
                     f"http={HOST}:{port}",
                 ],

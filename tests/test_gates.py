@@ -11,13 +11,11 @@ import pytest
 
 from stateroom.runtime.gates import (
     BlockConcurrencyTimeoutError,
-    InputGate,
-    InputGateBrokenError,
     ObjectResetError,
     OutputGate,
     OutputGateBrokenError,
-    block_concurrency_while,
 )
+from stateroom.runtime.input_gate import InputGate
 from stateroom.storage import DurableObjectStorage, SqliteBackend, StorageBrokenError
 from test_storage_coalesce import RecordingStore
 
@@ -32,10 +30,11 @@ def run(coro: Awaitable[T]) -> T:
 
 
 # -- input gate -----------------------------------------------------------------
+# The gate ActorHost runs (stateroom.runtime.input_gate), driven as ActorHost drives it.
 
 
 class Runtime:
-    """A minimal runtime: delivers each event when the gate lets it, logging starts."""
+    """A minimal runtime: each event passes the gate as ActorHost.run() does, logging starts."""
 
     def __init__(self, gate: InputGate) -> None:
         self.gate = gate
@@ -44,7 +43,8 @@ class Runtime:
 
     def deliver(self, name: str, handler: Callable[[], Awaitable[None]]) -> None:
         async def event() -> None:
-            await self.gate.wait_open()
+            if self.gate.blocked:
+                await self.gate.wait_turn()
             # The property under test: no event starts inside a critical section.
             self.log.append(f"start {name}" + (" WHILE CLOSED" if self.gate.depth else ""))
             await handler()
@@ -55,15 +55,19 @@ class Runtime:
         await asyncio.gather(*self.tasks)
 
 
+def new_gate(fatal: list[BaseException] | None = None) -> InputGate:
+    return InputGate(on_fatal=None if fatal is None else fatal.append)
+
+
 def test_events_do_not_interleave_with_a_closed_gate() -> None:
     async def main() -> None:
-        gate = InputGate()
+        gate = new_gate()
         rt = Runtime(gate)
         storage_done = asyncio.Event()
         entered = asyncio.Event()
 
         async def a() -> None:
-            async with gate.closed():  # e.g. a storage operation in flight
+            async with gate.closed():  # e.g. a storage transaction in flight
                 rt.log.append("a: critical section")
                 entered.set()
                 await storage_done.wait()  # real suspension: the loop runs other tasks
@@ -98,7 +102,7 @@ def test_events_do_not_interleave_with_a_closed_gate() -> None:
 
 def test_waiters_keep_their_order_when_an_event_recloses_the_gate() -> None:
     async def main() -> None:
-        gate = InputGate()
+        gate = new_gate()
         rt = Runtime(gate)
         gate.close()
 
@@ -123,31 +127,53 @@ def test_waiters_keep_their_order_when_an_event_recloses_the_gate() -> None:
     run(main())
 
 
-def test_gate_counts_nested_sections() -> None:
-    opened: list[int] = []
-    gate = InputGate(on_open=lambda: opened.append(gate.depth))
-    assert gate.is_open()
-    with gate.closed():
-        with gate.closed():
-            assert gate.depth == 2
-        assert not gate.is_open()
-        assert opened == []
-    assert gate.is_open()
-    assert opened == [0]
-    with pytest.raises(RuntimeError, match="without a matching close"):
+def test_queued_callbacks_and_waiting_events_keep_one_order() -> None:
+    """WebSocket events (callbacks) and requests (awaited turns) share one queue."""
+
+    async def main() -> None:
+        gate = new_gate()
+        rt = Runtime(gate)
+        gate.close()
+        gate.enqueue(lambda: rt.log.append("message 1"))
+        rt.deliver("request", lambda: asyncio.sleep(0))
+        await asyncio.sleep(0)  # the request is now waiting for its turn
+        gate.enqueue(lambda: rt.log.append("message 2"))
+        assert gate.blocked and rt.log == []
         gate.reopen()
+        await rt.drain()
+        await asyncio.sleep(0)
+        assert rt.log == ["message 1", "start request", "message 2"]
+        assert gate.is_open()
+
+    run(main())
+
+
+def test_gate_counts_nested_sections() -> None:
+    async def main() -> None:
+        gate = new_gate()
+        assert gate.is_open()
+        with gate.closed():
+            with gate.closed():
+                assert gate.depth == 2
+            assert not gate.is_open()
+        assert gate.is_open()
+        with pytest.raises(RuntimeError, match="without a matching close"):
+            gate.reopen()
+
+    run(main())
 
 
 def test_cancelled_waiter_passes_its_turn_on() -> None:
     async def main() -> None:
-        gate = InputGate()
+        gate = new_gate()
         gate.close()
-        first = asyncio.ensure_future(gate.wait_open())
-        second = asyncio.ensure_future(gate.wait_open())
+        first = asyncio.ensure_future(gate.wait_turn())
+        second = asyncio.ensure_future(gate.wait_turn())
         await asyncio.sleep(0)
         first.cancel()
         gate.reopen()
         await second  # does not hang behind the cancelled one
+        await asyncio.sleep(0)  # the hand-off ends once it has run
         assert gate.is_open()
 
     run(main())
@@ -155,23 +181,26 @@ def test_cancelled_waiter_passes_its_turn_on() -> None:
 
 def test_block_concurrency_while() -> None:
     async def main() -> None:
-        gate = InputGate()
+        fatal: list[BaseException] = []
+        gate = new_gate(fatal)
 
         async def init() -> str:
             assert not gate.is_open()
             await asyncio.sleep(0)
             return "ready"
 
-        assert await gate.blockConcurrencyWhile(init) == "ready"
-        assert await block_concurrency_while(gate, init) == "ready"
-        assert gate.is_open()
+        blocked = gate.block_concurrency_while(init)
+        assert gate.blocked  # closed at once, before the callback first runs
+        assert await blocked == "ready"
+        assert gate.is_open() and fatal == []
 
     run(main())
 
 
 def test_block_concurrency_while_timeout_resets_the_object() -> None:
     async def main() -> None:
-        gate = InputGate()
+        fatal: list[BaseException] = []
+        gate = new_gate(fatal)
         never = asyncio.Event()
         cancelled = asyncio.Event()
 
@@ -182,24 +211,20 @@ def test_block_concurrency_while_timeout_resets_the_object() -> None:
                 cancelled.set()
                 raise
 
-        waiting = asyncio.ensure_future(gate.wait_open())
         with pytest.raises(BlockConcurrencyTimeoutError, match=r"within 0\.05 s") as info:
             await gate.block_concurrency_while(stuck, timeout=0.05)
         assert isinstance(info.value, ObjectResetError)
         assert cancelled.is_set()
-        assert gate.broken is info.value
-        with pytest.raises(InputGateBrokenError):
-            await waiting  # queued events fail instead of running
-        with pytest.raises(InputGateBrokenError):
-            await gate.wait_open()
-        assert not gate.is_open()
+        assert fatal == [info.value]  # the owner resets the object
+        assert gate.is_open()  # what waited goes on, to the next instance
 
     run(main())
 
 
-def test_block_concurrency_while_exception_breaks_the_gate() -> None:
+def test_block_concurrency_while_exception_resets_the_object() -> None:
     async def main() -> None:
-        gate = InputGate()
+        fatal: list[BaseException] = []
+        gate = new_gate(fatal)
 
         async def failing() -> None:
             raise TimeoutError("the callback's own timeout")
@@ -207,7 +232,8 @@ def test_block_concurrency_while_exception_breaks_the_gate() -> None:
         with pytest.raises(TimeoutError) as info:
             await gate.block_concurrency_while(failing)
         assert not isinstance(info.value, BlockConcurrencyTimeoutError)
-        assert gate.broken is info.value
+        assert fatal == [info.value]
+        assert gate.is_open()
 
     run(main())
 

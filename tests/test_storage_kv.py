@@ -464,7 +464,7 @@ def test_alarm_hook_reports_committed_value() -> None:
 
 
 def test_transaction_closes_the_input_gate() -> None:
-    from stateroom.runtime.gates import InputGate
+    from stateroom.runtime.input_gate import InputGate
 
     gate = InputGate()
 

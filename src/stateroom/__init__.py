@@ -3,22 +3,51 @@
 User code imports its API from here::
 
     from stateroom import WorkerEntrypoint, DurableObject, Request, Response, WebSocketPair
+
+The names are loaded on first use (PEP 562), so that importing a part of the package
+(the network server, the storage layer) loads only what that part imports.
 """
 
-from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
-from stateroom.api.headers import Headers
-from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
-from stateroom.api.requests import Request
-from stateroom.api.responses import Response
-from stateroom.api.state import DurableObjectState
-from stateroom.api.websockets import (
-    CloseEvent,
-    ErrorEvent,
-    MessageEvent,
-    WebSocket,
-    WebSocketPair,
-    WebSocketRequestResponsePair,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
+    from stateroom.api.headers import Headers
+    from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
+    from stateroom.api.requests import Request
+    from stateroom.api.responses import Response
+    from stateroom.api.state import DurableObjectState
+    from stateroom.api.websockets import (
+        CloseEvent,
+        ErrorEvent,
+        MessageEvent,
+        WebSocket,
+        WebSocketPair,
+        WebSocketRequestResponsePair,
+    )
+
+# Each public name, and the module that defines it.
+_EXPORTS = {
+    "CloseEvent": "stateroom.api.websockets",
+    "DurableObject": "stateroom.api.entrypoints",
+    "DurableObjectId": "stateroom.api.namespace",
+    "DurableObjectNamespace": "stateroom.api.namespace",
+    "DurableObjectState": "stateroom.api.state",
+    "DurableObjectStub": "stateroom.api.namespace",
+    "ErrorEvent": "stateroom.api.websockets",
+    "ExecutionContext": "stateroom.api.entrypoints",
+    "Headers": "stateroom.api.headers",
+    "MessageEvent": "stateroom.api.websockets",
+    "Request": "stateroom.api.requests",
+    "Response": "stateroom.api.responses",
+    "WebSocket": "stateroom.api.websockets",
+    "WebSocketPair": "stateroom.api.websockets",
+    "WebSocketRequestResponsePair": "stateroom.api.websockets",
+    "WorkerEntrypoint": "stateroom.api.entrypoints",
+}
 
 __all__ = [
     "CloseEvent",
@@ -40,3 +69,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stateroom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

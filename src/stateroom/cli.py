@@ -15,14 +15,15 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
 from stateroom.runtime.options import RuntimeOptions
-from stateroom.runtime.worker import WorkerRuntime
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
 from stateroom.storage.sqlite import SqliteBackend
+from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
 
@@ -255,7 +256,7 @@ async def _serve(args: argparse.Namespace) -> None:
     runtime = WorkerRuntime(config, runtime_options, backend)
     runtime.start()
     server = Server(
-        runtime,
+        LocalEvents(runtime),
         host=args.host,
         port=args.port,
         options=server_options,
@@ -333,16 +334,20 @@ async def _watch(
         # Hibernatable WebSockets move to the new version and stay open; the others are
         # tied to the old code's listeners and close with 1012. The old version lets go
         # of its objects (and their storage) before the new one runs.
-        old = server.runtime
+        events = server.events
+        assert isinstance(events, LocalEvents)
+        old = events.worker
         assert isinstance(old, WorkerRuntime)
         kept = runtime.adopt_hibernatable(old)
         for conn in list(server.connections):
-            if isinstance(conn, WebSocketConnection) and conn.peer._tags is None:
+            if isinstance(conn, WebSocketConnection) and not events.socket_hibernatable(
+                conn.handle
+            ):
                 conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
         # New requests go to the new version from now on; the old one evicts its objects
         # (closing their storage) before anything else runs, then its alarms are re-armed
         # by the new one from storage.
-        server.runtime = runtime
+        events.worker = runtime
         server.options.allowed_origins = runtime.config.allowed_origins
         await old.shutdown()
         runtime.start()

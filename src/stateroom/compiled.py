@@ -17,8 +17,11 @@ HOT_MODULES = (
     "stateroom.protocol.frames",
     "stateroom.protocol.connection",
     "stateroom.server.websocket",
+    "stateroom.runtime.interface",
     "stateroom.api.websockets",
     "stateroom.runtime.actor",
+    "stateroom.runtime.input_gate",
+    "stateroom.runtime.hibernation",
     "stateroom.runtime.eager",
 )
 

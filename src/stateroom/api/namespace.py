@@ -17,8 +17,8 @@ from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 
 if TYPE_CHECKING:
-    from stateroom.api.entrypoints import DurableObject
     from stateroom.runtime.actor import ActorNamespace
+    from stateroom.runtime.channel import ObjectChannel
 
 
 class DurableObjectId:
@@ -59,20 +59,21 @@ def _mac(secret: bytes, body: bytes) -> bytes:
 class DurableObjectNamespace:
     """What ``env.MY_BINDING`` is: makes ids and stubs for one Durable Object class."""
 
-    def __init__(self, runtime: ActorNamespace) -> None:
-        self._runtime = runtime
+    def __init__(self, objects: ActorNamespace) -> None:
+        # The runtime's side of this binding: the live objects of the class.
+        self._objects = objects
         # name -> id: a Worker routing every request by name would otherwise compute
         # two HMACs per request. Bounded, and cleared whole when full.
         self._named: dict[str, str] = {}
 
     def _make(self, body: bytes, name: str | None) -> DurableObjectId:
-        return DurableObjectId((body + _mac(self._runtime.secret, body)).hex(), name)
+        return DurableObjectId((body + _mac(self._objects.secret, body)).hex(), name)
 
     def idFromName(self, name: str) -> DurableObjectId:
         name = str(name)
         hex_id = self._named.get(name)
         if hex_id is None:
-            body = hmac.new(self._runtime.secret, b"name:" + name.encode(), "sha256").digest()
+            body = hmac.new(self._objects.secret, b"name:" + name.encode(), "sha256").digest()
             hex_id = self._make(body[:16], name).hex
             if len(self._named) >= _NAMED_CACHE:
                 self._named.clear()
@@ -93,10 +94,10 @@ class DurableObjectNamespace:
             raw = b""
         if len(raw) != 32 or len(id_string) != 64:
             raise TypeError("Invalid Durable Object ID: must be 64 hex digits")
-        if not hmac.compare_digest(raw[16:], _mac(self._runtime.secret, raw[:16])):
+        if not hmac.compare_digest(raw[16:], _mac(self._objects.secret, raw[:16])):
             raise TypeError(
                 "Durable Object ID is not valid for this namespace "
-                f"(binding {self._runtime.binding}); was it made by another class?"
+                f"(binding {self._objects.binding}); was it made by another class?"
             )
         return DurableObjectId(id_string.lower())
 
@@ -105,7 +106,7 @@ class DurableObjectNamespace:
     def get(self, object_id: DurableObjectId, options: Any = None) -> DurableObjectStub:
         if not isinstance(object_id, DurableObjectId):
             raise TypeError("get() expects a DurableObjectId; use getByName() for a name.")
-        return DurableObjectStub(self._runtime, object_id)
+        return DurableObjectStub(self._objects, object_id)
 
     def getByName(self, name: str) -> DurableObjectStub:
         return self.get(self.idFromName(name))
@@ -116,11 +117,20 @@ class DurableObjectNamespace:
 class DurableObjectStub:
     """A client for one object: ``await stub.fetch(request)`` or ``await stub.method(...)``."""
 
-    __slots__ = ("_runtime", "id")
+    __slots__ = ("_objects", "_reach", "id")
 
-    def __init__(self, runtime: ActorNamespace, object_id: DurableObjectId) -> None:
-        self._runtime = runtime
+    def __init__(self, objects: ActorNamespace, object_id: DurableObjectId) -> None:
+        self._objects = objects
         self.id = object_id
+        self._reach: ObjectChannel | None = None
+
+    @property
+    def _channel(self) -> ObjectChannel:
+        """The object's entry points (the stub's only way to it), made on first use."""
+        reach = self._reach
+        if reach is None:
+            reach = self._reach = self._objects.channel(self.id)
+        return reach
 
     @property
     def name(self) -> str | None:
@@ -128,17 +138,13 @@ class DurableObjectStub:
 
     async def fetch(self, input: Request | str, **init: Any) -> Response:
         request = input if isinstance(input, Request) and not init else Request(input, **init)
-
-        async def call(obj: DurableObject) -> Response:
-            response = await obj.fetch(request)
-            if not isinstance(response, Response):
-                raise TypeError(
-                    f"{type(obj).__name__}.fetch() returned {type(response).__name__}; "
-                    "it must return a Response."
-                )
-            return response
-
-        return await self._runtime.host(self.id).run(call)
+        response: object = await self._channel.fetch(request)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
+                "it must return a Response."
+            )
+        return response
 
     def __getattr__(self, method: str) -> _RpcMethod:
         if method.startswith("_"):
@@ -154,16 +160,4 @@ class _RpcMethod:
         self._method = method
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        method = self._method
-
-        async def call(obj: DurableObject) -> Any:
-            target = getattr(obj, method, None)
-            if method.startswith("_") or not callable(target):
-                raise TypeError(f'The RPC receiver does not implement the method "{method}".')
-            result = target(*args, **kwargs)
-            if hasattr(result, "__await__"):
-                result = await result
-            return result
-
-        stub = self._stub
-        return await stub._runtime.host(stub.id).run(call)
+        return await self._stub._channel.call(self._method, args, kwargs)

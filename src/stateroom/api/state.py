@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stateroom.api.websockets import OPEN, WebSocket, WebSocketRequestResponsePair
-from stateroom.runtime import hibernation
+from stateroom.api.websockets import WebSocket, WebSocketRequestResponsePair
+from stateroom.protocol.frames import OPEN
 from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
@@ -51,23 +51,13 @@ class DurableObjectState:
 
         The gate closes at once, so the constructor may call this without awaiting
         (the usual pattern, to load state before the first event); await the returned
-        task for ``fn``'s result. Past the time limit (30 s) the object is reset.
+        task for ``fn``'s result. If ``fn`` raises, or runs past the time limit (30 s),
+        the object is reset (the object's input gate does both).
         """
         host = self._host
-        host.close_gate()
-
-        async def run() -> T:
-            try:
-                return await asyncio.wait_for(fn(), host.namespace.options.block_timeout)
-            except TimeoutError:
-                host.reset(
-                    "blockConcurrencyWhile() callback did not complete within the time limit"
-                )
-                raise
-            finally:
-                host.open_gate()
-
-        return host.spawn(run())
+        return host.spawn(
+            host.gate.block_concurrency_while(fn, host.namespace.options.block_timeout)
+        )
 
     block_concurrency_while = blockConcurrencyWhile
 
@@ -84,48 +74,45 @@ class DurableObjectState:
             raise RuntimeError("acceptWebSocket(): this WebSocket was already accepted")
         if ws._peer is None:
             raise TypeError("acceptWebSocket() takes the server end of a WebSocketPair")
-        if len(host.hibernatable) >= hibernation.MAX_SOCKETS_PER_OBJECT:
-            raise RuntimeError(
-                f"acceptWebSocket(): an object may hold at most "
-                f"{hibernation.MAX_SOCKETS_PER_OBJECT} hibernatable WebSockets"
-            )
-        ws._tags = hibernation.check_tags(tags)
+        record = host.hibernation.accept(ws, tags)
+        if ws._hib is not None:  # an attachment serialized before
+            record.attachment = ws._hib.attachment
+        ws._hib = record
         ws._host = host
-        host.hibernatable_accepted(ws)
         ws._mark_accepted()
 
     accept_web_socket = acceptWebSocket
 
     def getWebSockets(self, tag: str | None = None) -> list[WebSocket]:
         """Open hibernatable WebSockets of this object, optionally only those with ``tag``."""
-        sockets = [ws for ws in self._host.hibernatable if ws.readyState == OPEN]
-        if tag is None:
-            return sockets
-        return [ws for ws in sockets if ws._tags is not None and tag in ws._tags]
+        return [ws for ws in self._host.hibernation.tagged(tag) if ws.readyState == OPEN]
 
     get_websockets = getWebSockets
 
     def getTags(self, ws: WebSocket) -> list[str]:
-        if ws._tags is None:
+        record = ws._hib
+        if record is None or record.manager is None:
             raise TypeError("getTags(): this WebSocket was not accepted with acceptWebSocket()")
-        return list(ws._tags)
+        return list(record.tags)
 
     get_tags = getTags
 
     def setWebSocketAutoResponse(self, pair: WebSocketRequestResponsePair | None = None) -> None:
         """Answer ``pair.request`` with ``pair.response`` without waking the object."""
-        self._host.auto_response = None if pair is None else (pair.request, pair.response)
+        self._host.hibernation.auto_response = (
+            None if pair is None else (pair.request, pair.response)
+        )
 
     set_websocket_auto_response = setWebSocketAutoResponse
 
     def getWebSocketAutoResponse(self) -> WebSocketRequestResponsePair | None:
-        auto = self._host.auto_response
+        auto = self._host.hibernation.auto_response
         return None if auto is None else WebSocketRequestResponsePair(*auto)
 
     get_websocket_auto_response = getWebSocketAutoResponse
 
     def getWebSocketAutoResponseTimestamp(self, ws: WebSocket) -> datetime | None:
-        ts = ws._auto_response_timestamp
+        ts = None if ws._hib is None else ws._hib.auto_response_timestamp
         return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
     get_websocket_auto_response_timestamp = getWebSocketAutoResponseTimestamp
@@ -133,11 +120,11 @@ class DurableObjectState:
     def setHibernatableWebSocketEventTimeout(self, ms: int | None = None) -> None:
         if ms is not None and not 0 < ms <= 7 * 24 * 3600 * 1000:
             raise ValueError("the event timeout must be between 1 ms and 7 days")
-        self._host.event_timeout_ms = ms
+        self._host.hibernation.event_timeout_ms = ms
 
     set_hibernatable_websocket_event_timeout = setHibernatableWebSocketEventTimeout
 
     def getHibernatableWebSocketEventTimeout(self) -> int | None:
-        return self._host.event_timeout_ms
+        return self._host.hibernation.event_timeout_ms
 
     get_hibernatable_websocket_event_timeout = getHibernatableWebSocketEventTimeout

@@ -14,48 +14,47 @@ while the object's input gate is closed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
-import types
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, cast
 
+from stateroom.protocol.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_NO_STATUS,
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    MAX_CLOSE_REASON,
+    OPEN,
+    valid_wire_close_code,
+)
 from stateroom.runtime.context import current_host
 
+# Handlers are async def: knowing their result by type spares a hasattr() per message.
+from stateroom.runtime.eager import COROUTINE
+from stateroom.runtime.hibernation import (
+    HibernatableSocket,
+    SocketHooks,
+    deserialize_attachment,
+    serialize_attachment,
+)
+from stateroom.runtime.interface import Events, SocketSink
+from stateroom.runtime.interface import Message as Message
+from stateroom.runtime.interface import SocketSink as WebSocketSink
+
 if TYPE_CHECKING:
+    from stateroom.api.requests import Request
+    from stateroom.api.responses import Response
     from stateroom.runtime.actor import ActorHost
 
 logger = logging.getLogger("stateroom.websocket")
 
-CONNECTING: Final = 0
-OPEN: Final = 1
-CLOSING: Final = 2
-CLOSED: Final = 3
-
-# "No status received": what a close event reports when the peer's close frame
+# "No status received" (1005): what a close event reports when the peer's close frame
 # had no code. Passing it back to close() answers with an empty close frame.
-NO_STATUS: Final = 1005
-ABNORMAL: Final = 1006
-# Handlers are async def: knowing their result by type spares a hasattr() per message.
-_COROUTINE: Final = types.CoroutineType
-
-Message = str | bytes
-
-
-class WebSocketSink:
-    """Where an end's outgoing messages go: a network connection or the peer end.
-
-    A base class rather than a Protocol: compiled, a send through it is a direct call,
-    where a Protocol-typed one is a method lookup by name and an argument parse.
-    """
-
-    __slots__ = ()
-
-    def send_message(self, message: Message) -> None:
-        raise NotImplementedError
-
-    def close(self, code: int | None, reason: str) -> None:
-        raise NotImplementedError
+NO_STATUS: Final = CLOSE_NO_STATUS
+ABNORMAL: Final = CLOSE_ABNORMAL
 
 
 class MessageEvent:
@@ -102,16 +101,14 @@ class WebSocket:
 
     __slots__ = (
         "_accepted",
-        "_attachment",
-        "_auto_response_timestamp",
         "_backlog",
         "_close_sent",
         "_ended",
+        "_hib",
         "_host",
         "_listeners",
         "_peer",
         "_sink",
-        "_tags",
         "readyState",
     )
 
@@ -127,9 +124,9 @@ class WebSocket:
         # Events that arrived before accept(); delivered in order on accept.
         self._backlog: list[tuple[str, tuple[Any, ...]]] | None = None
         # Hibernation API state (set by ctx.acceptWebSocket); None in listener mode.
-        self._tags: tuple[str, ...] | None = None
-        self._attachment: bytes | None = None
-        self._auto_response_timestamp: float | None = None
+        # What the runtime keeps for the hibernation API (ctx.acceptWebSocket(), and
+        # attachments): owned by the object's HibernationManager; None in listener mode.
+        self._hib: HibernatableSocket | None = None
 
     @property
     def ready_state(self) -> int:
@@ -141,7 +138,7 @@ class WebSocket:
         """Start delivering events to this end's listeners (the non-hibernating API)."""
         if self._accepted:
             raise RuntimeError("WebSocket has already been accepted.")
-        if self._tags is not None:
+        if self._hibernatable():
             raise RuntimeError("WebSocket was accepted with ctx.acceptWebSocket().")
         self._mark_accepted()
 
@@ -151,7 +148,7 @@ class WebSocket:
             self._host = current_host.get(None)
         if self.readyState == CONNECTING:
             self.readyState = OPEN
-        if self._host is not None and self._tags is None:
+        if self._host is not None and not self._hibernatable():
             self._host.socket_opened(self)
         backlog, self._backlog = self._backlog, None
         for kind, args in backlog or ():
@@ -192,10 +189,16 @@ class WebSocket:
         """Send a close frame; ``code`` 1005 or None sends one without a status."""
         if self._close_sent:
             return
-        if code is not None and code not in (NO_STATUS, ABNORMAL) and not _valid_close_code(code):
+        if (
+            code is not None
+            and code not in (NO_STATUS, ABNORMAL)
+            and not valid_wire_close_code(code)
+        ):
             raise ValueError(f"Invalid WebSocket close code: {code}.")
-        if reason and len(reason.encode("utf-8")) > 123:
-            raise ValueError("WebSocket close reason must be at most 123 bytes of UTF-8.")
+        if reason and len(reason.encode("utf-8")) > MAX_CLOSE_REASON:
+            raise ValueError(
+                f"WebSocket close reason must be at most {MAX_CLOSE_REASON} bytes of UTF-8."
+            )
         self._close_sent = True
         if self.readyState < CLOSING:
             self.readyState = CLOSING
@@ -209,20 +212,21 @@ class WebSocket:
             return
         sink.close(wire_code, reason or "")
 
-    # -- hibernation API (attachments live on the socket, not the object) --
+    # -- hibernation API (attachments outlive the object, with the socket) --
 
     def serializeAttachment(self, value: Any) -> None:
-        from stateroom.runtime.hibernation import serialize_attachment
-
-        self._attachment = serialize_attachment(value)
+        data = serialize_attachment(value)
+        record = self._hib
+        if record is None:
+            record = self._hib = HibernatableSocket(self, None, ())
+        record.attachment = data
 
     def serialize_attachment(self, value: Any) -> None:
         self.serializeAttachment(value)
 
     def deserializeAttachment(self) -> Any:
-        from stateroom.runtime.hibernation import deserialize_attachment
-
-        return deserialize_attachment(self._attachment)
+        record = self._hib
+        return deserialize_attachment(None if record is None else record.attachment)
 
     def deserialize_attachment(self) -> Any:
         return self.deserializeAttachment()
@@ -235,61 +239,41 @@ class WebSocket:
         return _PeerSink(self._peer)
 
     def _bind(self, sink: WebSocketSink) -> None:
-        """Attach this end's peer to a network connection: the peer now writes to it."""
+        """Attach this end's peer to a network connection: the peer now writes to it.
+
+        What the peer sent before (while its object handled the upgrade request, before
+        the 101 left) waits in this end's backlog: it leaves first, in order.
+        """
         peer = self._peer
         if peer is None:
             raise RuntimeError("WebSocket has no peer to bind.")
         peer._sink = sink
         self.readyState = OPEN
-        # What the peer sent before this end reached the network (a welcome sent before
-        # the 101 response was returned) leaves first, in order, as on Cloudflare.
         backlog, self._backlog = self._backlog, None
         for kind, args in backlog or ():
             if kind == "message":
                 sink.send_message(args[0])
             elif kind == "close":
-                sink.close(None if args[0] == NO_STATUS else args[0], args[1])
+                code, reason = args[0], args[1]
+                sink.close(None if code == NO_STATUS else code, reason)
 
     def _receive_message(self, message: Message) -> None:
         """A message arrived: the hot path of ``_receive("message", ...)``.
 
-        Listeners of an accepted socket whose object takes events right now are called
-        directly; everything else (backlog before accept, a closed input gate,
-        hibernation handlers, auto-responses) takes the general path.
+        A socket accepted with ``acceptWebSocket()`` is its object's hibernation
+        manager's to deliver. Listeners of an accepted socket whose object takes events
+        right now are called directly; everything else (backlog before accept, a closed
+        input gate) takes the general path.
         """
+        record = self._hib
+        if record is not None:
+            manager = record.manager
+            if manager is not None:
+                manager.message(record, message)
+                return
         host = self._host
-        if host is None or not self._accepted or host.blocked or host.auto_response is not None:
+        if host is None or not self._accepted or host.gate.blocked:
             self._receive("message", message)
-            return
-        if self._tags is not None:
-            # Hibernation API: straight to webSocketMessage() of a live instance.
-            obj: Any = host.instance
-            if (
-                obj is None
-                or host.event_timeout_ms is not None
-                or type(obj) is host.no_message_handler
-            ):
-                self._receive("message", message)
-                return
-            host._last_active = host.clock()  # activity postpones hibernation
-            try:
-                # A method call, not getattr() then a call: looked up now all the same,
-                # but the class's function gets obj as an argument, not a bound method.
-                result = obj.webSocketMessage(self, message)
-            except Exception:
-                if getattr(obj, "webSocketMessage", None) is None:
-                    # None to call (web_socket_message() perhaps): the general path's case,
-                    # from now on without the exception.
-                    host.no_message_handler = type(obj)
-                    self._receive("message", message)
-                else:
-                    logger.exception("Uncaught exception in webSocketMessage()")
-                return
-            try:
-                if _awaitable(result):
-                    host.start(result)
-            except Exception:
-                logger.exception("Uncaught exception in webSocketMessage()")
             return
         listeners = self._listeners.get("message")
         if not listeners:
@@ -311,6 +295,10 @@ class WebSocket:
         self._deliver(kind, args)
 
     def _deliver(self, kind: str, args: tuple[Any, ...]) -> None:
+        record = self._hib
+        if record is not None and record.manager is not None:
+            record.manager.deliver(record, kind, args)  # the hibernation API's
+            return
         host = self._host
         if host is None:  # a pair used outside any object (in a Worker)
             pending = self._dispatch(kind, args)
@@ -345,13 +333,6 @@ class WebSocket:
                 pending = _then_auto_close(pending, self, event.code)
         return pending
 
-    def _auto_respond(self, response: str) -> None:
-        import time
-
-        self._auto_response_timestamp = time.time()
-        if not self._close_sent and self._sink is not None:
-            self._sink.send_message(response)
-
     def _closing_received(self) -> None:
         self.readyState = CLOSED if self._close_sent else CLOSING
 
@@ -366,12 +347,15 @@ class WebSocket:
         self._close_sent = True
         if not self._ended:
             self._ended = True
-            host = self._host
-            if self._accepted and host is not None:
-                if self._tags is None:
-                    host.socket_closed(self)
-                else:
-                    host.hibernatable_closed(self)
+            record = self._hib
+            if record is not None and record.manager is not None:
+                record.manager.closed(record)
+            elif self._accepted and self._host is not None:
+                self._host.socket_closed(self)
+
+    def _hibernatable(self) -> bool:
+        record = self._hib
+        return record is not None and record.manager is not None
 
 
 # Tasks of async listeners on pairs that belong to no object: kept alive until done.
@@ -398,18 +382,13 @@ def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> 
 
 def _awaitable(result: object) -> bool:
     """Did a handler return something to await? Its type settles the common case."""
-    return result is not None and (type(result) is _COROUTINE or hasattr(result, "__await__"))
+    return result is not None and (type(result) is COROUTINE or hasattr(result, "__await__"))
 
 
 async def _chain(first: Any, second: Any) -> None:
     if first is not None:
         await first
     await second
-
-
-def _valid_close_code(code: int) -> bool:
-    """Codes that may appear in a close frame on the wire (RFC 6455 section 7.4)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class _PeerSink(WebSocketSink):
@@ -421,10 +400,31 @@ class _PeerSink(WebSocketSink):
         self._peer = peer
 
     def send_message(self, message: Message) -> None:
-        self._peer._receive("message", message)
+        bound = self._bound()
+        if bound is not None:
+            bound.send_message(message)
+        else:
+            self._peer._receive("message", message)
 
     def close(self, code: int | None, reason: str) -> None:
-        self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+        bound = self._bound()
+        if bound is not None:
+            bound.close(code, reason)
+        else:
+            self._peer._receive("close", code if code is not None else NO_STATUS, reason, True)
+
+    def _bound(self) -> WebSocketSink | None:
+        """The network connection the receiving end was bound to since this sink was made.
+
+        A send the output gate held back before the 101 is released through this sink
+        perhaps after the binding: it goes to the connection then, not to a backlog
+        no one reads any more.
+        """
+        sender = self._peer._peer
+        sink = sender._sink if sender is not None else None
+        return (
+            sink if sink is not None and sink is not self and type(sink) is not _PeerSink else None
+        )
 
 
 class WebSocketRequestResponsePair:
@@ -465,3 +465,107 @@ class WebSocketPair:
     def object_values(self) -> tuple[WebSocket, WebSocket]:
         """Cloudflare's Python SDK spelling of ``Object.values(pair)``."""
         return self.client, self.server
+
+
+# -- the event interface, in process ----------------------------------------------------
+
+
+class Worker(Protocol):
+    """What ``LocalEvents`` needs of a loaded application (``stateroom.worker``)."""
+
+    async def fetch(self, request: Request) -> Response: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class LocalEvents(Events):
+    """The event interface in process: a socket's handle is its object's ``WebSocket`` end.
+
+    A message is a direct call into that end's delivery, run in the context of its
+    object (``current_host`` set; the context is made once per object). ``worker`` is
+    the loaded application; ``stateroom dev`` replaces it on a reload.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def fetch(self, request: Request) -> Response:
+        return await self.worker.fetch(request)
+
+    async def shutdown(self) -> None:
+        await self.worker.shutdown()
+
+    def accept_socket(self, upgrade: object, sink: SocketSink) -> object:
+        client = _client_end(upgrade)
+        client._bind(sink)  # sends what the object sent before the 101, then binds
+        return client._peer
+
+    def refuse_socket(self, upgrade: object) -> None:
+        peer = _client_end(upgrade)._peer
+        if peer is not None:
+            peer._receive("close", ABNORMAL, "", False)
+            peer._finished()
+
+    def socket_message(self, handle: object, message: Message) -> None:
+        ws = cast(WebSocket, handle)
+        host = ws._host
+        if host is None:  # a pair used outside any object
+            ws._receive_message(message)
+            return
+        context = host.socket_context
+        if context is None:
+            context = _host_context(host)
+        context.run(_DELIVER_TEXT, ws, message)
+
+    def socket_close(self, handle: object, code: int, reason: str, was_clean: bool) -> None:
+        cast(WebSocket, handle)._receive("close", code, reason, was_clean)
+
+    def socket_error(self, handle: object, error: BaseException) -> None:
+        cast(WebSocket, handle)._receive("error", error)
+
+    def socket_end(self, handle: object) -> None:
+        cast(WebSocket, handle)._finished()
+
+    def socket_hibernatable(self, handle: object) -> bool:
+        return cast(WebSocket, handle)._hibernatable()
+
+
+# Held in a C static: a bound method per message would be an allocation per message.
+_DELIVER_TEXT: Final = WebSocket._receive_message
+
+
+def _client_end(upgrade: object) -> WebSocket:
+    if not isinstance(upgrade, WebSocket) or upgrade._peer is None:
+        raise TypeError("a 101 response's webSocket must be the client end of a WebSocketPair")
+    return upgrade
+
+
+def _host_context(host: ActorHost) -> contextvars.Context:
+    """The context a host's socket events run in: the server's, with ``current_host`` set."""
+    context = contextvars.copy_context()
+    context.run(current_host.set, host)
+    host.socket_context = context
+    return context
+
+
+class _SocketHooks(SocketHooks):
+    """What the runtime has done to ``WebSocket`` ends (it does not touch their insides)."""
+
+    def dispatch(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> Any:
+        return ws._dispatch(kind, args)
+
+    def closing_received(self, ws: WebSocket) -> None:
+        ws._closing_received()
+
+    def auto_close(self, ws: WebSocket, code: int) -> None:
+        ws._auto_close(code)
+
+    def send_now(self, ws: WebSocket, message: str) -> None:
+        if not ws._close_sent and ws._sink is not None:
+            ws._sink.send_message(message)
+
+    def moved(self, ws: WebSocket, host: ActorHost) -> None:
+        ws._host = host
+
+
+SOCKET_HOOKS: Final = _SocketHooks()

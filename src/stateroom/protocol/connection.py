@@ -34,14 +34,14 @@ from stateroom.protocol.frames import (
     apply_mask,
     close_payload,
     frame_header,
+    unmask_text,
     valid_wire_close_code,
 )
+from stateroom.protocol.frames import CLOSED as CLOSED
+from stateroom.protocol.frames import CLOSING as CLOSING
+from stateroom.protocol.frames import OPEN as OPEN
 
 logger = logging.getLogger("stateroom.protocol")
-
-OPEN: Final = 1
-CLOSING: Final = 2
-CLOSED: Final = 3
 
 # First byte of an unfragmented, uncompressed frame (RSV bits are checked before).
 FIN_NO_RSV: Final = FIN | RSV1
@@ -151,6 +151,30 @@ class ServerConnection:
         self._utf8: codecs.IncrementalDecoder | None = None
 
     # -- input ----------------------------------------------------------------
+
+    def small_text(self, data: bytes) -> str | None:
+        """The text of ``data`` if it is the most common read by far; else None.
+
+        That read is exactly one whole, masked, unfragmented text frame under 126 bytes,
+        arriving while nothing is buffered or in progress, without an extension. It
+        passes every check of the general parser, so only UTF-8 remains to be checked
+        here. None (not that read, or invalid UTF-8): hand ``data`` to ``receive_data()``,
+        which fails the connection if it must.
+        """
+        n = len(data)
+        if (
+            6 <= n < 132
+            and data[0] == 0x81
+            and data[1] - 0x80 == n - 6
+            and self.state == OPEN
+            and not self._buf
+            and self._stream is None
+            and not self._frag_opcode
+            and self.deflate is None
+            and self.max_message_size >= 125
+        ):
+            return unmask_text(data)
+        return None
 
     def receive_data(self, data: bytes) -> None:
         if self.close_received or self.state == CLOSED:

@@ -24,6 +24,12 @@ RSV1: Final = 0x40
 RSV2: Final = 0x20
 RSV3: Final = 0x10
 
+# Connection states (RFC 6455 section 4; the WebSocket API's readyState values).
+CONNECTING: Final = 0
+OPEN: Final = 1
+CLOSING: Final = 2
+CLOSED: Final = 3
+
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
@@ -36,6 +42,13 @@ CLOSE_TOO_BIG: Final = 1009
 CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_SERVICE_RESTART: Final = 1012
 CLOSE_TRY_AGAIN_LATER: Final = 1013
+
+# Headers of unfragmented, unmasked text frames under 126 bytes, by length: the usual
+# server frame (an echo, a chat line) is this header and the payload, nothing to compute.
+SMALL_TEXT_HEADERS: Final = [bytes((FIN | OP_TEXT, n)) for n in range(126)]
+
+# A close frame's body is at most 125 bytes: the 2-byte code and the reason.
+MAX_CLOSE_REASON: Final = 123
 
 _PACK_MEDIUM: Final = struct.Struct("!BBH").pack
 _PACK_LONG: Final = struct.Struct("!BBQ").pack
@@ -110,6 +123,6 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     if code is None:
         return b""
     encoded = reason.encode("utf-8")
-    if len(encoded) > 123:
+    if len(encoded) > MAX_CLOSE_REASON:
         raise ValueError("close reason must be at most 123 bytes of UTF-8")
     return code.to_bytes(2, "big") + encoded

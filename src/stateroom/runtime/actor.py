@@ -15,19 +15,19 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stateroom.runtime import hibernation
 from stateroom.runtime.alarms import AlarmScheduler
+from stateroom.runtime.channel import LocalChannel
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
-from stateroom.runtime.gates import ObjectResetError, OutputGate
+from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
+from stateroom.runtime.hibernation import HibernationManager, SocketHooks
+from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
-from stateroom.storage.sqlite import SqliteBackend
 
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
@@ -53,6 +53,10 @@ class ActorNamespace:
         backend: StorageBackend,
         storage_name: str,
         sql_enabled: bool = True,
+        *,
+        make_state: Callable[[ActorHost], DurableObjectState],
+        make_id: Callable[[str], DurableObjectId],
+        socket_hooks: SocketHooks,
     ) -> None:
         self.binding = binding
         self.cls = cls
@@ -62,14 +66,17 @@ class ActorNamespace:
         self.backend = backend
         self.storage_name = storage_name
         self.sql_enabled = sql_enabled
+        # Hooks into the API layer, which the runtime does not import (workerd's pattern):
+        # the ``ctx`` an instance is constructed with, and an id from its hex form.
+        self.make_state = make_state
+        self.make_id = make_id
+        self.socket_hooks = socket_hooks
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
 
     def persisted_alarms(self) -> list[tuple[str, int]]:
         """(object id, alarm ms) for every stored object of this class with an alarm."""
         backend = self.backend
-        if not isinstance(backend, SqliteBackend):
-            return []
         found = []
         for hex_id in backend.stored_objects(self.storage_name):
             host = self.hosts.get(hex_id)
@@ -89,6 +96,10 @@ class ActorNamespace:
                 found.append((hex_id, when))
         return found
 
+    def channel(self, object_id: DurableObjectId) -> LocalChannel:
+        """The entry points of one object of this class (what a stub holds)."""
+        return LocalChannel(self, object_id)
+
     def host(self, object_id: DurableObjectId) -> ActorHost:
         key = object_id.hex
         host = self.hosts.get(key)
@@ -106,19 +117,6 @@ class ActorNamespace:
             host.evict()
 
 
-class _Turn:
-    """A queued request or RPC call, woken when its turn comes."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
-
-    def __call__(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
-
-
 class ActorHost:
     """One Durable Object: its instance, the order of its events, its lifetime."""
 
@@ -130,24 +128,17 @@ class ActorHost:
         self.loop = asyncio.get_running_loop()
         # The loop's clock, bound once: read on every message to a hibernatable socket.
         self.clock: Callable[[], float] = self.loop.time
-        # Events waiting for their turn: callables run in order by _drain().
-        self._queue: deque[Callable[[], None]] = deque()
-        self._gate_closed = 0
-        self._handoff = False
-        # True whenever an arriving event must queue rather than run now.
-        self.blocked = False
+        # Every event passes the input gate: at once, or in its turn.
+        self.gate = InputGate(on_fatal=self._block_failed)
         self._busy = 0
         # Sockets accepted with accept(): they pin the object in memory.
         self.listener_sockets: dict[WebSocket, None] = {}
         self._last_active = self.clock()
         self._idle_handle: asyncio.TimerHandle | None = None
         self.evicted = False
-        # Hibernation API state: lives on the host so it survives the instance.
-        self.hibernatable: dict[WebSocket, None] = {}
-        self.auto_response: tuple[str, str] | None = None
-        self.event_timeout_ms: int | None = None
-        # A class seen with no webSocketMessage() to call: its messages skip the fast path.
-        self.no_message_handler: type | None = None
+        # The hibernation API's sockets, tags, attachments, auto-response and event
+        # timeout: they outlive the instance, so they live here, in its manager.
+        self.hibernation = HibernationManager(self, namespace.socket_hooks)
         # Storage is opened on first use and closed when the instance leaves memory.
         self.storage: DurableObjectStorage | None = None
         self.output_gate: OutputGate | None = None
@@ -166,11 +157,9 @@ class ActorHost:
             raise ObjectResetError(
                 f"Durable Object {self.id} was reset while this event ran; its work is discarded"
             )
-        from stateroom.api.state import DurableObjectState
-
         token = current_host.set(self)
         try:
-            self.ctx = DurableObjectState(self)
+            self.ctx = self.namespace.make_state(self)
             instance = self.namespace.cls(self.ctx, self.namespace.env)
         finally:
             current_host.reset(token)
@@ -193,7 +182,7 @@ class ActorHost:
             storage = self.storage = DurableObjectStorage(
                 store,
                 write_tracker=gate,
-                input_gate=_InputGate(self),
+                input_gate=self.gate,
                 on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
             )
             if not ns.sql_enabled:
@@ -217,8 +206,9 @@ class ActorHost:
 
     async def run(self, fn: Callable[[DurableObject], Awaitable[T]]) -> T:
         """Run one event that produces a result (a request or an RPC call) in its turn."""
-        if self.blocked:
-            await self._wait_turn()
+        input_gate = self.gate
+        if input_gate.blocked:
+            await input_gate.wait_turn()
         if self.evicted:  # reset while this event waited: the id has a new host
             return await self.namespace.host(self.id).run(fn)
         self._busy += 1
@@ -226,9 +216,9 @@ class ActorHost:
         token = current_host.set(self)
         try:
             instance = self.activate()
-            if self._gate_closed:
+            if input_gate.depth:
                 # The constructor started blockConcurrencyWhile(): this event waits too.
-                await self._wait_turn()
+                await input_gate.wait_turn()
                 instance = self.activate()
             result = await fn(instance)
             gate = self.output_gate
@@ -241,57 +231,22 @@ class ActorHost:
             self._busy -= 1
             self._became_idle()
 
-    async def _wait_turn(self) -> None:
-        turn = _Turn(self.loop.create_future())
-        self._queue.append(turn)
-        self.blocked = True
-        try:
-            await turn.future
-        except asyncio.CancelledError:
-            # The caller went away (a client hung up). If its turn had come, pass the
-            # turn on; otherwise leave the queue without it.
-            if turn.future.done() and not turn.future.cancelled():
-                self.loop.call_soon(self._resume_after_handoff)
-            else:
-                turn.future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._queue.remove(turn)
-                self.blocked = bool(self._gate_closed or self._handoff or self._queue)
-            raise
-        # Let the queue move on once this event has reached its first suspension.
-        self.loop.call_soon(self._resume_after_handoff)
-
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
-        """Deliver a WebSocket event now, or queue it behind earlier events."""
-        auto = self.auto_response
-        if auto is not None and kind == "message" and ws._tags is not None and args[0] == auto[0]:
-            # Answered by the runtime: the object is neither woken nor told.
-            ws._auto_respond(auto[1])
-            return
-        if self.blocked:
-            self._queue.append(lambda: self._socket_event(ws, kind, args))
+        """Deliver an event of a socket accepted with ``accept()`` now, or queue it.
+
+        (Sockets accepted with ``acceptWebSocket()`` are the hibernation manager's.)
+        """
+        if self.gate.blocked:
+            self.gate.enqueue(lambda: self._socket_event(ws, kind, args))
             return
         self._socket_event(ws, kind, args)
 
     def _socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         if self.evicted:
-            if ws._tags is not None and ws._host is not None and ws._host is not self:
-                ws._host.deliver_socket_event(ws, kind, args)  # moved to a new host
-            return
+            return  # its listeners belonged to an instance that is gone
         token = current_host.set(self)
         try:
-            if ws._tags is None:
-                pending = ws._dispatch(kind, args)
-            else:
-                if self.instance is None:
-                    self.activate()
-                    if self._gate_closed:
-                        # The constructor started blockConcurrencyWhile(): wait for it.
-                        self._queue.append(lambda: self._socket_event(ws, kind, args))
-                        self.blocked = True
-                        return
-                pending = hibernation.dispatch(self, ws, kind, args)
-                self._last_active = self.clock()  # activity postpones hibernation
+            pending = self.namespace.socket_hooks.dispatch(ws, kind, args)
             if pending is not None:
                 self.start(pending)
         except Exception:
@@ -322,34 +277,12 @@ class ActorHost:
             logger.error("Uncaught exception in a Durable Object task", exc_info=task.exception())
         self._became_idle()
 
-    # -- input gate -----------------------------------------------------------
-
-    def close_gate(self) -> None:
-        """Hold every new event until the matching ``open_gate()`` (counted, nestable)."""
-        self._gate_closed += 1
-        self.blocked = True
-
-    def open_gate(self) -> None:
-        self._gate_closed -= 1
-        if self._gate_closed == 0:
-            self._drain()
-
-    def _resume_after_handoff(self) -> None:
-        self._handoff = False
-        self._drain()
-
-    def _drain(self) -> None:
-        queue = self._queue
-        while queue and not self._gate_closed and not self._handoff:
-            item = queue.popleft()
-            if isinstance(item, _Turn):
-                if item.future.done():
-                    continue  # its caller was cancelled
-                # The waiting event resumes on a later loop turn; nothing else may
-                # start before it has run up to its first suspension.
-                self._handoff = True
-            item()
-        self.blocked = bool(self._gate_closed or self._handoff or queue)
+    def _block_failed(self, exc: BaseException) -> None:
+        """A ``blockConcurrencyWhile()`` callback raised or ran too long: reset, as Cloudflare."""
+        if isinstance(exc, BlockConcurrencyTimeoutError):
+            self.reset(str(exc))
+        else:
+            self.reset(f"blockConcurrencyWhile() callback raised {exc!r}")
 
     # -- lifetime --------------------------------------------------------------
 
@@ -365,12 +298,9 @@ class ActorHost:
     def open_sockets(self) -> int:
         return len(self.listener_sockets)
 
-    def hibernatable_accepted(self, ws: WebSocket) -> None:
-        self.hibernatable[ws] = None
-
-    def hibernatable_closed(self, ws: WebSocket) -> None:
-        self.hibernatable.pop(ws, None)
-        if self.instance is None and not self.hibernatable and not self._busy:
+    def hibernatable_closed(self) -> None:
+        """A hibernatable socket's connection is gone (its manager has let it go)."""
+        if self.instance is None and not self.hibernation.sockets and not self._busy:
             self.evict()  # hibernated and now without sockets: nothing left to keep
         else:
             self._became_idle()
@@ -382,7 +312,7 @@ class ActorHost:
 
     def _timeout(self) -> float:
         options = self.namespace.options
-        return options.hibernation_timeout if self.hibernatable else options.idle_timeout
+        return options.hibernation_timeout if self.hibernation.sockets else options.idle_timeout
 
     def _became_idle(self) -> None:
         if self._busy or self.listener_sockets or self.evicted or self.instance is None:
@@ -393,7 +323,7 @@ class ActorHost:
 
     def _idle_check(self) -> None:
         self._idle_handle = None
-        if self._busy or self.listener_sockets or self._queue or self.instance is None:
+        if self._busy or self.listener_sockets or self.gate.queue or self.instance is None:
             return
         if self.storage is not None and self.storage.commit_pending:
             self._idle_handle = self.loop.call_later(0.01, self._idle_check)
@@ -402,8 +332,9 @@ class ActorHost:
         if remaining > 0.001:
             self._idle_handle = self.loop.call_later(remaining, self._idle_check)
             return
-        if self.hibernatable:
-            logger.debug("Hibernating object %s (%d sockets)", self.id, len(self.hibernatable))
+        sockets = len(self.hibernation.sockets)
+        if sockets:
+            logger.debug("Hibernating object %s (%d sockets)", self.id, sockets)
             self.hibernate()
         else:
             logger.debug("Evicting idle object %s", self.id)
@@ -432,7 +363,7 @@ class ActorHost:
             with contextlib.suppress(Exception):
                 ws.close(1011, "Durable Object reset")
         self.listener_sockets.clear()
-        if self.hibernatable:
+        if self.hibernation.sockets:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:
             self.evict()
@@ -445,32 +376,6 @@ class ActorHost:
         self.ctx = None
         self._close_storage(commit=True)
         self.namespace.evict(self)
-
-
-class _InputGate:
-    """The host's input gate as the storage layer sees it (for ``transaction()``)."""
-
-    __slots__ = ("_host",)
-
-    def __init__(self, host: ActorHost) -> None:
-        self._host = host
-
-    def closed(self) -> _GateSection:
-        return _GateSection(self._host)
-
-
-class _GateSection(contextlib.AbstractAsyncContextManager["_GateSection"]):
-    __slots__ = ("_host",)
-
-    def __init__(self, host: ActorHost) -> None:
-        self._host = host
-
-    async def __aenter__(self) -> _GateSection:
-        self._host.close_gate()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._host.open_gate()
 
 
 class _SqlDisabled:

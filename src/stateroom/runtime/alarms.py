@@ -1,7 +1,9 @@
 """The alarm scheduler: one persisted alarm per object, fired at least once.
 
-Each namespace keeps a timer per object with an alarm. A firing wakes the
-object (constructing it if it was evicted or hibernated) and calls
+Each namespace keeps a timer per object with an alarm. A firing reaches the
+object as a stub does, through its channel (``channel.py``, which also holds
+what ``alarm(alarmInfo)`` does on the instance): it wakes the object
+(constructing it if it was evicted or hibernated) and calls
 ``alarm(alarmInfo)``. A handler that raises is retried up to six times with
 exponential backoff from two seconds; after a success the alarm is cleared
 unless the handler set a new one. Alarms live in each object's storage, so on
@@ -11,39 +13,19 @@ start-up the scheduler reads them back and fires those whose time has passed.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from stateroom.runtime.context import current_host
+from stateroom.runtime.channel import AlarmInvocationInfo as AlarmInvocationInfo
 
 if TYPE_CHECKING:
-    from stateroom.api.entrypoints import DurableObject
     from stateroom.api.namespace import DurableObjectId
     from stateroom.runtime.actor import ActorNamespace
-    from stateroom.storage.kv import DurableObjectStorage
 
 logger = logging.getLogger("stateroom.alarms")
 
 MAX_RETRIES = 6
-
-
-@dataclass(frozen=True)
-class AlarmInvocationInfo:
-    """What ``alarm(alarmInfo)`` receives."""
-
-    retryCount: int
-    isRetry: bool
-
-    @property
-    def retry_count(self) -> int:
-        return self.retryCount
-
-    @property
-    def is_retry(self) -> bool:
-        return self.isRetry
 
 
 class AlarmScheduler:
@@ -80,33 +62,8 @@ class AlarmScheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
-        host = self.namespace.host(object_id)
-
-        async def call(obj: DurableObject) -> None:
-            storage = _live_storage()
-            if await storage.getAlarm() != when_ms:
-                return  # deleted or moved since this timer was set
-            handler = getattr(obj, "alarm", None)
-            if handler is None:
-                logger.warning(
-                    "%s has an alarm but defines no alarm() handler; alarm deleted",
-                    type(obj).__name__,
-                )
-            else:
-                info = AlarmInvocationInfo(retryCount=retry, isRetry=retry > 0)
-                wants_info = bool(inspect.signature(handler).parameters)
-                storage.alarm_running = True
-                try:
-                    result: Any = handler(info) if wants_info else handler()
-                    if inspect.isawaitable(result):
-                        await result
-                finally:
-                    storage.alarm_running = False
-            if await storage.getAlarm() == when_ms:
-                await storage.deleteAlarm()
-
         try:
-            await host.run(call)
+            await self.namespace.channel(object_id).alarm(when_ms, retry)
         except Exception:
             if retry >= MAX_RETRIES:
                 logger.exception("alarm() of %s failed %d times; giving up", object_id, retry + 1)
@@ -123,25 +80,16 @@ class AlarmScheduler:
             self._schedule(object_id, when_ms, retry + 1, delay)
 
     async def _give_up(self, object_id: DurableObjectId, when_ms: int) -> None:
-        host = self.namespace.host(object_id)
-
-        async def clear(obj: DurableObject) -> None:
-            storage = _live_storage()
-            if await storage.getAlarm() == when_ms:
-                await storage.deleteAlarm()
-
         try:
-            await host.run(clear)
+            await self.namespace.channel(object_id).clear_alarm(when_ms)
         except Exception:
             logger.exception("could not clear the failed alarm of %s", object_id)
 
     def recover(self) -> int:
         """Re-arm the alarms persisted by earlier runs; returns how many were found."""
-        from stateroom.api.namespace import DurableObjectId
-
         found = 0
         for hex_id, when_ms in self.namespace.persisted_alarms():
-            self.update(DurableObjectId(hex_id), when_ms)
+            self.update(self.namespace.make_id(hex_id), when_ms)
             found += 1
         if found:
             logger.info("re-armed %d alarms of %s", found, self.namespace.cls.__name__)
@@ -153,11 +101,3 @@ class AlarmScheduler:
         self._timers.clear()
         for task in self._tasks:
             task.cancel()
-
-
-def _live_storage() -> DurableObjectStorage:
-    """Storage of the object whose event is running (its host may differ from the one the
-    alarm started on, if that one was reset meanwhile)."""
-    host = current_host.get()
-    assert host is not None
-    return host.open_storage()

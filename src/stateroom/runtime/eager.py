@@ -15,7 +15,8 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any, Final
 
-_COROUTINE: Final = types.CoroutineType
+# The type of an ``async def`` function's coroutine: checked by type, not by hasattr().
+COROUTINE: Final = types.CoroutineType
 # Called directly for an ``async def`` coroutine: no method look-up on each call.
 _CORO_AWAIT: Final[Any] = types.CoroutineType.__await__
 
@@ -27,7 +28,7 @@ def start_eagerly(
     # A for loop over the awaitable, not coro.send(None): a coroutine that finishes
     # ends it without a StopIteration raised and caught (~0.15 us). mypyc compiles it
     # to PyIter_Next, where next() with a sentinel was a look-up in builtins and a call.
-    awaitable = _CORO_AWAIT(coro) if type(coro) is _COROUTINE else coro.__await__()
+    awaitable = _CORO_AWAIT(coro) if type(coro) is COROUTINE else coro.__await__()
     for yielded in awaitable:
         # The rest goes on through the iterator, which every awaitable (a Future too)
         # has; only coroutines have send() and throw() themselves.

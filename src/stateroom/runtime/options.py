@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stateroom.runtime.input_gate import BLOCK_TIMEOUT
+
 
 @dataclass
 class RuntimeOptions:
@@ -17,7 +19,7 @@ class RuntimeOptions:
     # Cloudflare evicts an idle object after about 10 s without events.
     idle_timeout: float = 10.0
     # blockConcurrencyWhile() callbacks that run longer reset the object.
-    block_timeout: float = 30.0
+    block_timeout: float = BLOCK_TIMEOUT
     # An object whose only ties are hibernatable WebSockets leaves memory after this.
     hibernation_timeout: float = 10.0
     # First retry of a failed alarm() after this many seconds, doubling each time.

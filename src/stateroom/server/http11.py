@@ -21,7 +21,7 @@ from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.protocol.handshake import check_request, wants_websocket
 from stateroom.protocol.target import TargetError, request_url
-from stateroom.server.responses import error_response, serialize_response
+from stateroom.server.responses import error_response, internal_error, serialize_response
 
 if TYPE_CHECKING:
     from stateroom.server.server import Server
@@ -287,9 +287,7 @@ class HttpConnection(asyncio.Protocol):
                 logger.exception("Cannot send the response to %s", pending.request.url)
                 self._write_response(
                     pending,
-                    Response(
-                        "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
-                    ),
+                    internal_error(),
                 )
             if self._closing:
                 return
@@ -317,14 +315,12 @@ class HttpConnection(asyncio.Protocol):
 
     async def _respond(self, request: Request) -> Response:
         try:
-            return await self.server.runtime.fetch(request)
+            return await self.server.events.fetch(request)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("Uncaught exception while handling %s %s", request.method, request.url)
-            return Response(
-                "Internal Server Error", status=500, headers={"Content-Type": "text/plain"}
-            )
+            return internal_error()
 
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
@@ -369,7 +365,7 @@ class HttpConnection(asyncio.Protocol):
                 )
             )
             self._close()
-            WebSocketConnection.refused(client)
+            self.server.events.refuse_socket(client)
             return
         self._cancel_timer()
         tail = (pending.upgrade_tail or b"") + (self._stalled or b"")

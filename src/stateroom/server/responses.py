@@ -49,6 +49,11 @@ def serialize_response(
     return [head_bytes, body]
 
 
+def internal_error() -> Response:
+    """What a client gets when the app raised, or its response could not be sent."""
+    return Response("Internal Server Error", status=500, headers={"Content-Type": "text/plain"})
+
+
 def error_response(
     status: int,
     body: str,

@@ -5,25 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from stateroom.protocol.frames import CLOSE_GOING_AWAY
+from stateroom.runtime.interface import Events
 from stateroom.server.http11 import HttpConnection
 from stateroom.server.options import ServerOptions
 
-if TYPE_CHECKING:
-    from stateroom.api.requests import Request
-    from stateroom.api.responses import Response
-
 logger = logging.getLogger("stateroom.server")
-
-
-class Runtime(Protocol):
-    """What the server needs of the application: the seam between network and runtime."""
-
-    async def fetch(self, request: Request) -> Response: ...
-
-    async def shutdown(self) -> None: ...
 
 
 class Connection(Protocol):
@@ -31,18 +20,23 @@ class Connection(Protocol):
 
 
 class Server:
-    """Serves one ``Runtime`` over HTTP/1.1 and WebSocket on one address."""
+    """Serves an application over HTTP/1.1 and WebSocket on one address.
+
+    The application is reached only through ``events``, the event interface
+    (``stateroom.runtime.interface``): requests, and the events of sockets it holds
+    by handle.
+    """
 
     def __init__(
         self,
-        runtime: Runtime,
+        events: Events,
         *,
         host: str = "127.0.0.1",
         port: int = 8787,
         options: ServerOptions | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.events = events
         self.host = host
         self.port = port
         self.options = options or ServerOptions()
@@ -99,4 +93,4 @@ class Server:
                 len(self.connections),
                 self.options.shutdown_grace,
             )
-        await self.runtime.shutdown()
+        await self.events.shutdown()

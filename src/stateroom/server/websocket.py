@@ -1,8 +1,9 @@
 """WebSocket connections: the asyncio shell around the sans-I/O protocol core.
 
-Binds the network connection to the ``client`` end the Worker returned: frames
-from the socket become events on its peer (the ``server`` end the object
-holds), and the peer's ``send()`` writes frames here. Writes made while
+Holds one upgraded client connection and the runtime's handle for its socket
+(``stateroom.runtime.interface``): frames from the client become ``socket_message``
+/ ``socket_close`` / ``socket_error`` events on that handle, and the runtime's sends
+and closes come back through this connection, its ``SocketSink``. Writes made while
 handling one read leave in a single ``transport.write`` (or one ``writelines``);
 the usual one (an echo) is held as is, without a list around it.
 """
@@ -10,38 +11,27 @@ the usual one (an echo) is held as is, without a list around it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 
-from stateroom.api.requests import Request
-from stateroom.api.websockets import ABNORMAL, Message, WebSocket, WebSocketSink
-from stateroom.protocol.connection import OPEN, ServerConnection
+from stateroom.protocol.connection import ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
-from stateroom.protocol.frames import CLOSE_GOING_AWAY, unmask_text
+from stateroom.protocol.frames import CLOSE_ABNORMAL, CLOSE_GOING_AWAY, SMALL_TEXT_HEADERS
 from stateroom.protocol.handshake import accept_key
-from stateroom.runtime.context import current_host
+from stateroom.runtime.interface import Events, Message, SocketSink
 
 if TYPE_CHECKING:
-    from stateroom.runtime.actor import ActorHost
+    from stateroom.api.requests import Request
     from stateroom.server.server import Server
 
 logger = logging.getLogger("stateroom.server")
 
-# Headers of unfragmented, unmasked text frames under 126 bytes, by length.
-_TEXT_HEADERS: Final = [bytes((0x81, n)) for n in range(126)]
-# What a read delivers, as plain functions held in C statics: a bound method per read
-# would be an allocation per message, and one per connection costs memory.
-_DELIVER_TEXT: Final = WebSocket._receive_message
-_RECEIVE_DATA: Final = ServerConnection.receive_data
 
-
-class WebSocketConnection(WebSocketSink):
-    """One upgraded client connection, bound to a ``WebSocket`` end.
+class WebSocketConnection(SocketSink):
+    """One upgraded client connection, and the runtime's handle for its socket.
 
     An asyncio protocol by its methods (uvloop and asyncio take any object that has
-    them); its base class is the sink its object's ``WebSocket`` sends through.
+    them); its base class is the sink the runtime sends this socket's frames through.
     """
 
     __slots__ = (
@@ -52,24 +42,24 @@ class WebSocketConnection(WebSocketSink):
         "_ended",
         "_held",
         "_paused",
-        "_plain",
         "_slow_timer",
-        "client",
+        "_upgrade",
+        "events",
+        "handle",
         "loop",
-        "peer",
         "protocol",
         "server",
         "transport",
     )
 
-    def __init__(self, server: Server, transport: asyncio.Transport, client: WebSocket) -> None:
+    def __init__(self, server: Server, transport: asyncio.Transport, upgrade: object) -> None:
         self.server = server
         self.loop = server.loop
         self.transport = transport
-        self.client = client
-        peer = client._peer
-        assert peer is not None
-        self.peer: WebSocket = peer
+        self.events: Events = server.events
+        # What the runtime's response carried, until accept_socket() turns it into a handle.
+        self._upgrade: object = upgrade
+        self.handle: object = None
         self.protocol = ServerConnection(
             self._queue, self, max_message_size=server.options.max_message_size
         )
@@ -81,17 +71,7 @@ class WebSocketConnection(WebSocketSink):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ended = False
         self._paused = False
-        # No extension and a message limit above any small frame: the inline read path applies.
-        self._plain = server.options.max_message_size >= 125
         self._slow_timer: asyncio.TimerHandle | None = None
-
-    @staticmethod
-    def refused(client: WebSocket) -> None:
-        """The handshake failed after the app accepted: tell its end the socket is gone."""
-        peer = client._peer
-        if peer is not None:
-            peer._receive("close", ABNORMAL, "", False)
-            _end(peer)
 
     def start(self, request: Request, version: str, also_close: bool, tail: bytes) -> None:
         headers = [
@@ -109,14 +89,15 @@ class WebSocketConnection(WebSocketSink):
                 logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
             else:
                 self.protocol.deflate = deflate
-                if deflate is not None:
-                    self._plain = False
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
         self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
         self.transport.set_protocol(self)  # type: ignore[arg-type]  # a protocol by its methods
         self.server.connection_opened(self)
-        self.client._bind(self)
+        # From now on the runtime sends through this connection; what it sent before
+        # (while the app handled the request) leaves first, right after the 101.
+        self.handle = self.events.accept_socket(self._upgrade, self)
+        self._upgrade = None
         if tail:
             self.data_received(tail)
         self.transport.resume_reading()
@@ -125,39 +106,20 @@ class WebSocketConnection(WebSocketSink):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        n = len(data)
-        if (
-            # The most common read by far: exactly one whole, masked, unfragmented text
-            # frame under 126 bytes, nothing buffered, no extension. It passes every check
-            # of the general parser, so only UTF-8 remains to be checked here.
-            6 <= n < 132
-            and data[0] == 0x81
-            and data[1] - 0x80 == n - 6
-            and self._plain
-            and protocol.state == OPEN
-            and not protocol._buf
-            and protocol._stream is None
-            and not protocol._frag_opcode
-        ):
-            text = unmask_text(data)
-            if text is not None:  # else the general path fails the connection with 1007
-                self._batched(_DELIVER_TEXT, self.peer, text)
-                return
-        self._batched(_RECEIVE_DATA, protocol, data)
-
-    def _batched(self, receive: Callable[[Any, Any], None], target: Any, arg: Any) -> None:
-        """Run ``receive(target, arg)`` as the socket's object, sending its writes in one go."""
+        # The most common read (one small text frame) yields its text at once.
+        text = protocol.small_text(data)
+        if text is not None:
+            # The runtime's sends while it handles the message leave in one go.
+            self._batching = True
+            try:
+                self.events.socket_message(self.handle, text)
+            finally:
+                self._batching = False
+                self._flush()
+            return
         self._batching = True
-        # User code run for these messages belongs to the socket's object.
-        host = self.peer._host
         try:
-            if host is None:  # a pair used outside any object
-                receive(target, arg)
-            else:
-                context = host.socket_context
-                if context is None:
-                    context = _host_context(host)
-                context.run(receive, target, arg)
+            protocol.receive_data(data)
         finally:
             self._batching = False
             self._flush()
@@ -197,7 +159,7 @@ class WebSocketConnection(WebSocketSink):
         self.server.connection_closed(self)
         if not self._close_delivered:
             self._close_delivered = True
-            self.peer._receive("close", ABNORMAL, "", False)
+            self.events.socket_close(self.handle, CLOSE_ABNORMAL, "", False)
         self._end()
 
     def pause_writing(self) -> None:
@@ -227,7 +189,7 @@ class WebSocketConnection(WebSocketSink):
         )
         self.transport.abort()
 
-    # -- WebSocketSink: what the object's end sends -----------------------------------
+    # -- SocketSink: what the runtime sends ----------------------------------------------
 
     def send_message(self, message: Message) -> None:
         protocol = self.protocol
@@ -235,7 +197,7 @@ class WebSocketConnection(WebSocketSink):
             data = message.encode()
             if len(data) < 126 and protocol.deflate is None and not protocol.close_sent:
                 # The common case, framed inline: FIN + text, 7-bit length, unmasked.
-                self._queue(_TEXT_HEADERS[len(data)] + data)
+                self._queue(SMALL_TEXT_HEADERS[len(data)] + data)
             else:
                 protocol.send_encoded_text(data)
         else:
@@ -261,11 +223,11 @@ class WebSocketConnection(WebSocketSink):
     # -- ConnectionHandler: what the protocol core reports ------------------------------
 
     def on_message(self, message: str | bytes) -> None:
-        self.peer._receive_message(message)
+        self.events.socket_message(self.handle, message)
 
     def on_close_frame(self, code: int, reason: str) -> None:
         self._close_delivered = True
-        self.peer._receive("close", code, reason, True)
+        self.events.socket_close(self.handle, code, reason, True)
         if self.protocol.close_sent:
             self._flush_and_close()
 
@@ -275,8 +237,9 @@ class WebSocketConnection(WebSocketSink):
         self._flush_and_close()
         if not self._close_delivered:
             self._close_delivered = True
-            self.peer._receive("error", ConnectionError(f"WebSocket protocol error: {reason}"))
-            self.peer._receive("close", code, reason, False)
+            events = self.events
+            events.socket_error(self.handle, ConnectionError(f"WebSocket protocol error: {reason}"))
+            events.socket_close(self.handle, code, reason, False)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -287,7 +250,7 @@ class WebSocketConnection(WebSocketSink):
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
-            _end(self.peer)
+            self.events.socket_end(self.handle)
 
     def shutdown(self, code: int = CLOSE_GOING_AWAY, reason: str = "Going Away") -> None:
         """Server is stopping or reloading: close with ``code`` and tell the object."""
@@ -296,16 +259,4 @@ class WebSocketConnection(WebSocketSink):
         self.close(code, reason)
         if not self._close_delivered:
             self._close_delivered = True
-            self.peer._receive("close", code, reason, False)
-
-
-def _host_context(host: ActorHost) -> contextvars.Context:
-    """The context a host's socket events run in: the server's, with ``current_host`` set."""
-    context = contextvars.copy_context()
-    context.run(current_host.set, host)
-    host.socket_context = context
-    return context
-
-
-def _end(ws: WebSocket) -> None:
-    ws._finished()
+            self.events.socket_close(self.handle, code, reason, False)

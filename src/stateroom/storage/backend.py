@@ -231,5 +231,17 @@ class StorageBackend(ABC):
         """
 
     @abstractmethod
+    def stored_objects(self, namespace: str) -> list[str]:
+        """Ids (lowercase hex) of the objects of ``namespace`` that have stored data."""
+
+    @abstractmethod
+    def rename_namespace(self, old: str, new: str) -> bool:
+        """Give ``old``'s stored objects to ``new`` (a ``renamed_classes`` migration).
+
+        Only if ``old`` has data and ``new`` has none; returns whether anything moved.
+        Called at start-up, before any store of either namespace is open.
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Close every store this backend opened."""

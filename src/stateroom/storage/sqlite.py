@@ -676,6 +676,24 @@ class SqliteBackend(StorageBackend):
             return []
         return sorted(p.stem for p in folder.glob("*.sqlite3") if _OBJECT_ID_RE.fullmatch(p.stem))
 
+    def rename_namespace(self, old: str, new: str) -> bool:
+        for name in (old, new):
+            if not _NAMESPACE_RE.fullmatch(name):
+                raise ValueError(f"invalid storage namespace {name!r}")
+        if self.in_memory:
+            moving = [key for key in self._memory if key[0] == old]
+            if not moving or any(ns == new for ns, _ in self._memory):
+                return False
+            for key in moving:
+                self._memory[(new, key[1])] = self._memory.pop(key)
+            return True
+        assert self.data_dir is not None
+        src, dst = self.data_dir / old, self.data_dir / new
+        if not src.is_dir() or dst.exists():
+            return False
+        src.rename(dst)
+        return True
+
     def open(self, namespace: str, object_id: str) -> SqliteObjectStore:
         key = (namespace, object_id)
         if key in self._open:

@@ -2,6 +2,11 @@
 
 A ``WorkerRuntime`` is one loaded version of the application. ``stateroom dev``
 makes a new one when the code changes; the server keeps its sockets.
+
+This is where the layers are put together, so it sits above them all: it imports
+the API (entry points, namespace bindings, ``ctx``), hands the runtime the hooks
+through which it makes API objects (``make_state``, ``make_id``), and gives it a
+storage backend. Nothing below imports it.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ from types import ModuleType
 from typing import Any
 
 from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
-from stateroom.api.namespace import DurableObjectNamespace
+from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
+from stateroom.api.state import DurableObjectState
+from stateroom.api.websockets import SOCKET_HOOKS
 from stateroom.config import ConfigError, WorkerConfig
 from stateroom.runtime.actor import ActorNamespace
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
-from stateroom.storage.sqlite import SqliteBackend
 
 logger = logging.getLogger("stateroom.runtime")
 
@@ -81,12 +87,12 @@ class WorkerRuntime:
     def __init__(
         self,
         config: WorkerConfig,
-        options: RuntimeOptions | None = None,
-        backend: StorageBackend | None = None,
+        options: RuntimeOptions | None,
+        backend: StorageBackend,
     ) -> None:
         self.config = config
         self.options = options or RuntimeOptions()
-        self.backend = backend if backend is not None else SqliteBackend(in_memory=True)
+        self.backend = backend
         _apply_renames(config, self.backend)
         kinds = config.class_storage()
         self.module = load_module(config)
@@ -112,6 +118,9 @@ class WorkerRuntime:
                 self.backend,
                 storage_name=binding.class_name,
                 sql_enabled=kinds.get(binding.class_name) == "sqlite",
+                make_state=DurableObjectState,
+                make_id=DurableObjectId,
+                socket_hooks=SOCKET_HOOKS,
             )
             self.namespaces[binding.name] = ns
             values[binding.name] = DurableObjectNamespace(ns)
@@ -152,16 +161,9 @@ class WorkerRuntime:
             if new_ns is None:
                 continue
             for old_host in list(old_ns.hosts.values()):
-                if not old_host.hibernatable:
-                    continue
-                new_host = new_ns.host(old_host.id)
-                new_host.auto_response = old_host.auto_response
-                new_host.event_timeout_ms = old_host.event_timeout_ms
-                for ws in list(old_host.hibernatable):
-                    ws._host = new_host
-                    new_host.hibernatable_accepted(ws)
-                    moved += 1
-                old_host.hibernatable.clear()
+                if old_host.hibernation.sockets:
+                    new_host = new_ns.host(old_host.id)
+                    moved += new_host.hibernation.adopt(old_host.hibernation)
         return moved
 
     async def shutdown(self, drain_timeout: float = 10.0) -> None:
@@ -176,11 +178,7 @@ class WorkerRuntime:
 
 def _apply_renames(config: WorkerConfig, backend: StorageBackend) -> None:
     """``renamed_classes`` migrations: the old class's stored objects become the new one's."""
-    if not isinstance(backend, SqliteBackend) or backend.data_dir is None:
-        return
     for migration in config.migrations:
         for old, new in migration.renamed_classes:
-            src, dst = backend.data_dir / old, backend.data_dir / new
-            if src.is_dir() and not dst.exists():
-                src.rename(dst)
+            if backend.rename_namespace(old, new):
                 logger.info("storage of %s now belongs to %s (renamed_classes)", old, new)
