@@ -165,3 +165,14 @@ def test_block_concurrency_while_past_its_limit_resets_the_object() -> None:
         srv.wait_for_log(r"Resetting Durable Object .*blockConcurrencyWhile")
         fetch(srv, "/open/slow")  # the next instance's callback finishes at once
         assert fetch(srv, "/slow/y") == (200, "ready=True constructed=2")
+
+
+def test_a_reset_with_storage_open_resets_once(srv: RunningServer) -> None:
+    """The reset breaks the object's output gate; that must not report a failed write and
+    reset the object a second time."""
+    assert fetch(srv, "/obj/r2/fail-after-write")[0] == 500
+    srv.wait_for_log(r"Resetting Durable Object .*boom in blockConcurrencyWhile")
+    assert fetch(srv, "/obj/r2/constructed") == (200, "2")  # a new instance, as it should
+    log = srv.output()
+    assert log.count("Resetting Durable Object") == 1, log[-3000:]
+    assert "a storage write failed" not in log, log[-3000:]

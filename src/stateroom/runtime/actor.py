@@ -190,6 +190,8 @@ class ActorHost:
         return storage
 
     def _storage_broken(self, exc: BaseException) -> None:
+        if isinstance(exc, ObjectResetError):
+            return  # reset() broke the gate itself: the reset is already under way
         self.reset(f"a storage write failed, its outputs were discarded: {exc}")
 
     def _close_storage(self, commit: bool) -> None:

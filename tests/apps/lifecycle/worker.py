@@ -94,6 +94,16 @@ class Obj(DurableObject):
             return Response("written")
         if action == "read":
             return Response(str(await self.ctx.storage.get("k")))
+        if action == "fail-after-write":
+            # Storage open (its output gate live), then a blockConcurrencyWhile() callback
+            # that raises: the object is reset, once.
+            await self.ctx.storage.put("k", "before the reset")
+
+            async def boom():
+                raise RuntimeError("boom in blockConcurrencyWhile")
+
+            await self.ctx.blockConcurrencyWhile(boom)
+            return Response("not reached")
         if action == "cap":
             accepted = 0
             try:
