@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from rawws import RawClient, frame
+from rawws import RawClient, close_frame, frame
 from support import RunningServer, fetch, serve
 
 APP = "tests/apps/lifecycle"
@@ -123,10 +123,27 @@ def test_hibernatable_event_timeout_cancels_a_hanging_handler(srv: RunningServer
 
     asyncio.run(run())
     srv.wait_for_log(r"exceeded its 0\.050s timeout")
-    # Out of range (0, or over 7 days): refused, and the timeout stays as it was.
-    assert fetch(srv, "/obj/t/timeout?0")[0] == 500
+    # Over 7 days or negative: refused, and the timeout stays as it was; 0 unsets it.
     assert fetch(srv, "/obj/t/timeout?604800001")[0] == 500
-    srv.wait_for_log("the event timeout must be between 1 ms and 7 days")
+    assert fetch(srv, "/obj/t/timeout?-1")[0] == 500
+    srv.wait_for_log("the event timeout must be between 0")
+    assert fetch(srv, "/obj/t/timeout?50") == (200, "50")
+    assert fetch(srv, "/obj/t/timeout?0") == (200, "None")
+
+
+def test_get_web_sockets_includes_closing_sockets(srv: RunningServer) -> None:
+    client = RawClient(srv.host, srv.port, "/obj/c/ws")
+    try:
+        assert client.handshake.startswith(b"HTTP/1.1 101 ")
+        assert fetch(srv, "/obj/c/count") == (200, "1")
+        client.send_text("close-me")
+        assert client.recv_frame()[0] == 0x88  # the object's close: the socket is CLOSING
+        assert fetch(srv, "/obj/c/count") == (200, "1")  # still listed, as on Cloudflare
+        client.send(close_frame(1000))  # the client answers: CLOSED
+        wait_events(srv, "c webSocketClose 1000 True")
+        assert fetch(srv, "/obj/c/count") == (200, "0")
+    finally:
+        client.close()
 
 
 def test_auto_response_getter(srv: RunningServer) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stateroom.api.websockets import WebSocket, WebSocketRequestResponsePair
-from stateroom.protocol.frames import OPEN
+from stateroom.protocol.frames import CLOSED
 from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
@@ -84,8 +84,9 @@ class DurableObjectState:
     accept_web_socket = acceptWebSocket
 
     def getWebSockets(self, tag: str | None = None) -> list[WebSocket]:
-        """Open hibernatable WebSockets of this object, optionally only those with ``tag``."""
-        return [ws for ws in self._host.hibernation.tagged(tag) if ws.readyState == OPEN]
+        """This object's hibernatable WebSockets not yet closed (open or closing, as on
+        Cloudflare), optionally only those with ``tag``."""
+        return [ws for ws in self._host.hibernation.tagged(tag) if ws.readyState != CLOSED]
 
     get_websockets = getWebSockets
 
@@ -118,9 +119,11 @@ class DurableObjectState:
     get_websocket_auto_response_timestamp = getWebSocketAutoResponseTimestamp
 
     def setHibernatableWebSocketEventTimeout(self, ms: int | None = None) -> None:
-        if ms is not None and not 0 < ms <= 7 * 24 * 3600 * 1000:
-            raise ValueError("the event timeout must be between 1 ms and 7 days")
-        self._host.hibernation.event_timeout_ms = ms
+        """At most ``ms`` milliseconds per hibernatable WebSocket event; no argument or 0
+        unsets it, as on Cloudflare."""
+        if ms is not None and not 0 <= ms <= 7 * 24 * 3600 * 1000:
+            raise ValueError("the event timeout must be between 0 (unset) and 7 days in ms")
+        self._host.hibernation.event_timeout_ms = ms or None
 
     set_hibernatable_websocket_event_timeout = setHibernatableWebSocketEventTimeout
 

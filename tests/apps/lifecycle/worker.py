@@ -76,6 +76,8 @@ class Obj(DurableObject):
             client, server = WebSocketPair()
             self.ctx.acceptWebSocket(server)
             return Response(None, status=101, web_socket=client)
+        if action == "count":
+            return Response(str(len(self.ctx.getWebSockets())))
         if action == "timeout":
             value = int(query) if query else None
             self.ctx.setHibernatableWebSocketEventTimeout(value)
@@ -126,6 +128,8 @@ class Obj(DurableObject):
                 await asyncio.Event().wait()  # never set: only the event timeout ends it
             finally:
                 EVENTS.append(f"{self.name} hang ended")
+        elif message == "close-me":
+            ws.close(1000, "closing")  # CLOSING until the client answers
         else:
             ws.send(f"echo:{message}")
 
