@@ -182,3 +182,25 @@ def test_id_from_name_is_stable_past_its_cache() -> None:
     assert again.idFromName("room-3").hex == first[3]
     assert ns.idFromName("room-3").name == "room-3"
     assert ns.get(ns.idFromName("room-3")) is not None
+
+
+def test_jurisdiction_subnamespaces_have_their_own_objects() -> None:
+    import types
+
+    from stateroom.api import namespace
+
+    objects = types.SimpleNamespace(secret=b"s" * 32, binding="ROOMS")
+    ns = namespace.DurableObjectNamespace(objects)  # type: ignore[arg-type]
+    eu = ns.jurisdiction("eu")
+    assert eu.idFromName("room") == ns.jurisdiction("eu").idFromName("room")
+    assert eu.idFromName("room") != ns.idFromName("room")  # another object
+    assert eu.idFromName("room") != ns.jurisdiction("fedramp").idFromName("room")
+    assert eu.idFromName("room").name == "room"
+    # Ids of either kind are ids of this namespace.
+    assert ns.idFromString(eu.idFromName("room").toString()) == eu.idFromName("room")
+    assert eu.getByName("room", {"locationHint": "weur"}).id == eu.idFromName("room")
+    assert len(ns.newUniqueId({"jurisdiction": "eu"}).toString()) == 64
+    with pytest.raises(TypeError, match="Unknown jurisdiction 'mars'"):
+        ns.jurisdiction("mars")
+    with pytest.raises(TypeError, match="Unknown jurisdiction"):
+        ns.newUniqueId({"jurisdiction": "mars"})

@@ -4,6 +4,11 @@ An id is 32 bytes shown as 64 hex digits: 16 bytes of identity (random for
 ``newUniqueId``, a keyed hash of the name for ``idFromName``) followed by a
 16-byte MAC under the namespace's key, so ``idFromString`` can tell an id of
 this namespace from a typo or an id of another class.
+
+``jurisdiction("eu")`` gives a subnamespace, as on Cloudflare: the same name there makes
+a different object than in the namespace itself (the jurisdiction is part of the name's
+hash). A self-hosted server has one location, so the jurisdiction restricts nothing
+else; ``locationHint`` is accepted and ignored for the same reason.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class DurableObjectId:
 
 
 _NAMED_CACHE = 4096
+# Cloudflare's jurisdictions (an unknown one is an error there too).
+JURISDICTIONS = frozenset({"eu", "fedramp", "fedramp-high"})
 
 
 def _mac(secret: bytes, body: bytes) -> bytes:
@@ -59,9 +66,10 @@ def _mac(secret: bytes, body: bytes) -> bytes:
 class DurableObjectNamespace:
     """What ``env.MY_BINDING`` is: makes ids and stubs for one Durable Object class."""
 
-    def __init__(self, objects: ActorNamespace) -> None:
+    def __init__(self, objects: ActorNamespace, jurisdiction: str | None = None) -> None:
         # The runtime's side of this binding: the live objects of the class.
         self._objects = objects
+        self._jurisdiction = jurisdiction
         # name -> id: a Worker routing every request by name would otherwise compute
         # two HMACs per request. Bounded, and cleared whole when full.
         self._named: dict[str, str] = {}
@@ -73,7 +81,8 @@ class DurableObjectNamespace:
         name = str(name)
         hex_id = self._named.get(name)
         if hex_id is None:
-            body = hmac.new(self._objects.secret, b"name:" + name.encode(), "sha256").digest()
+            scope = b"name:" if self._jurisdiction is None else f"{self._jurisdiction}:".encode()
+            body = hmac.new(self._objects.secret, scope + name.encode(), "sha256").digest()
             hex_id = self._make(body[:16], name).hex
             if len(self._named) >= _NAMED_CACHE:
                 self._named.clear()
@@ -83,6 +92,11 @@ class DurableObjectNamespace:
     id_from_name = idFromName
 
     def newUniqueId(self, options: Any = None) -> DurableObjectId:
+        """A new random id; ``{"jurisdiction": "eu"}`` is checked and, with one location,
+        changes nothing else."""
+        wanted = options.get("jurisdiction") if isinstance(options, dict) else None
+        if wanted is not None and wanted not in JURISDICTIONS:
+            raise TypeError(f"Unknown jurisdiction {wanted!r}: use one of {sorted(JURISDICTIONS)}")
         return self._make(os.urandom(16), None)
 
     new_unique_id = newUniqueId
@@ -108,10 +122,18 @@ class DurableObjectNamespace:
             raise TypeError("get() expects a DurableObjectId; use getByName() for a name.")
         return DurableObjectStub(self._objects, object_id)
 
-    def getByName(self, name: str) -> DurableObjectStub:
-        return self.get(self.idFromName(name))
+    def getByName(self, name: str, options: Any = None) -> DurableObjectStub:
+        return self.get(self.idFromName(name), options)
 
     get_by_name = getByName
+
+    def jurisdiction(self, jurisdiction: str) -> DurableObjectNamespace:
+        """A subnamespace whose names make objects of their own (see the module docstring)."""
+        if jurisdiction not in JURISDICTIONS:
+            raise TypeError(
+                f"Unknown jurisdiction {jurisdiction!r}: use one of {sorted(JURISDICTIONS)}"
+            )
+        return DurableObjectNamespace(self._objects, jurisdiction)
 
 
 class DurableObjectStub:
