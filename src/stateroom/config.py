@@ -156,6 +156,19 @@ class WorkerConfig:
                 live.pop(c, None)
         return live
 
+    def class_origins(self) -> dict[str, str]:
+        """Live classes mapped to the name they were created under: a renamed class keeps
+        its objects' ids (derived from that name), as a renamed class does on Cloudflare."""
+        origin: dict[str, str] = {}
+        for m in self.migrations:
+            for c in (*m.new_classes, *m.new_sqlite_classes):
+                origin[c] = c
+            for old, new in m.renamed_classes:
+                origin[new] = origin.pop(old, old)
+            for c in m.deleted_classes:
+                origin.pop(c, None)
+        return origin
+
 
 def _err(path: Path, key: str, problem: str) -> ConfigError:
     return ConfigError(f"{path}: `{key}`: {problem}")

@@ -93,8 +93,9 @@ class WorkerRuntime:
         self.config = config
         self.options = options or RuntimeOptions()
         self.backend = backend
-        _apply_renames(config, self.backend)
+        _apply_migrations(config, self.backend)
         kinds = config.class_storage()
+        origins = config.class_origins()
         self.module = load_module(config)
         self.namespaces: dict[str, ActorNamespace] = {}
         values: dict[str, Any] = dict(config.vars)
@@ -106,9 +107,10 @@ class WorkerRuntime:
                     f"{config.path}: `durable_objects.bindings` {binding.name}: "
                     f"{config.main.name} must define class {binding.class_name}(DurableObject)"
                 )
-            secret = hashlib.sha256(
-                f"stateroom-namespace:{config.name}:{binding.class_name}".encode()
-            ).digest()
+            # Keyed by the name the class was created under, so that renaming it
+            # (renamed_classes) keeps its objects' ids, and with them their data.
+            origin = origins.get(binding.class_name, binding.class_name)
+            secret = hashlib.sha256(f"stateroom-namespace:{config.name}:{origin}".encode()).digest()
             ns = ActorNamespace(
                 binding.name,
                 cls,
@@ -176,9 +178,20 @@ class WorkerRuntime:
             logger.warning("waitUntil() work still running after %.0fs; abandoned", drain_timeout)
 
 
-def _apply_renames(config: WorkerConfig, backend: StorageBackend) -> None:
-    """``renamed_classes`` migrations: the old class's stored objects become the new one's."""
+def _apply_migrations(config: WorkerConfig, backend: StorageBackend) -> None:
+    """Storage side of ``[[migrations]]``: ``renamed_classes`` give the old class's stored
+    objects to the new one; ``deleted_classes`` delete the class's objects and their data,
+    as on Cloudflare."""
     for migration in config.migrations:
         for old, new in migration.renamed_classes:
             if backend.rename_namespace(old, new):
                 logger.info("storage of %s now belongs to %s (renamed_classes)", old, new)
+        for name in migration.deleted_classes:
+            deleted = backend.delete_namespace(name)
+            if deleted:
+                logger.warning(
+                    "deleted %d stored objects of %s (deleted_classes in migration %s)",
+                    deleted,
+                    name,
+                    migration.tag,
+                )

@@ -243,5 +243,11 @@ class StorageBackend(ABC):
         """
 
     @abstractmethod
+    def delete_namespace(self, namespace: str) -> int:
+        """Delete every stored object of ``namespace`` (a ``deleted_classes`` migration);
+        returns how many there were. Called at start-up, before any of its stores is open.
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Close every store this backend opened."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -693,6 +694,30 @@ class SqliteBackend(StorageBackend):
             return False
         src.rename(dst)
         return True
+
+    def delete_namespace(self, namespace: str) -> int:
+        if not _NAMESPACE_RE.fullmatch(namespace):
+            raise ValueError(f"invalid storage namespace {namespace!r}")
+        if any(ns == namespace for ns, _ in self._open):
+            raise StoreInUseError(f"objects of {namespace} are open; cannot delete its data")
+        if self.in_memory:
+            doomed = [key for key in self._memory if key[0] == namespace]
+            for key in doomed:
+                self._memory.pop(key).close()
+            return len(doomed)
+        assert self.data_dir is not None
+        folder = self.data_dir / namespace
+        if not folder.is_dir():
+            return 0
+        count = len(self.stored_objects(namespace))
+        # Renamed aside first, so a crash midway leaves no half-deleted class behind.
+        doomed_dir = self.data_dir / f".deleting-{namespace}"
+        if doomed_dir.exists():
+            shutil.rmtree(doomed_dir)
+        folder.rename(doomed_dir)
+        _fsync_dir(self.data_dir)
+        shutil.rmtree(doomed_dir)
+        return count
 
     def open(self, namespace: str, object_id: str) -> SqliteObjectStore:
         key = (namespace, object_id)
