@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
     from stateroom.api.requests import Request
     from stateroom.api.responses import Response
+    from stateroom.api.rpc import DataCloneError, RpcTarget
     from stateroom.api.state import DurableObjectState
     from stateroom.api.websockets import (
         CloseEvent,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # Each public name, and the module that defines it.
 _EXPORTS = {
     "CloseEvent": "stateroom.api.websockets",
+    "DataCloneError": "stateroom.api.rpc",
     "DurableObject": "stateroom.api.entrypoints",
     "DurableObjectId": "stateroom.api.namespace",
     "DurableObjectNamespace": "stateroom.api.namespace",
@@ -43,6 +45,7 @@ _EXPORTS = {
     "MessageEvent": "stateroom.api.websockets",
     "Request": "stateroom.api.requests",
     "Response": "stateroom.api.responses",
+    "RpcTarget": "stateroom.api.rpc",
     "WebSocket": "stateroom.api.websockets",
     "WebSocketPair": "stateroom.api.websockets",
     "WebSocketRequestResponsePair": "stateroom.api.websockets",
@@ -51,6 +54,7 @@ _EXPORTS = {
 
 __all__ = [
     "CloseEvent",
+    "DataCloneError",
     "DurableObject",
     "DurableObjectId",
     "DurableObjectNamespace",
@@ -62,6 +66,7 @@ __all__ = [
     "MessageEvent",
     "Request",
     "Response",
+    "RpcTarget",
     "WebSocket",
     "WebSocketPair",
     "WebSocketRequestResponsePair",

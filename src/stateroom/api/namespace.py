@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import os
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
+from stateroom.api.rpc import DataCloneError, clone
 
 if TYPE_CHECKING:
     from stateroom.runtime.actor import ActorNamespace
@@ -175,11 +178,96 @@ class DurableObjectStub:
 
 
 class _RpcMethod:
+    """``stub.name``: call it (``await stub.name(...)``) or read it (``await stub.name``)."""
+
     __slots__ = ("_method", "_stub")
 
     def __init__(self, stub: DurableObjectStub, method: str) -> None:
         self._stub = stub
         self._method = method
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._stub._channel.call(self._method, args, kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> RpcPromise:
+        # Copied now, at the call: what the caller changes afterwards does not travel.
+        try:
+            copied = clone((args, kwargs), _BY_REFERENCE)
+        except DataCloneError as exc:
+            return RpcPromise(_raise(exc))
+        return RpcPromise(self._call(*copied))
+
+    async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return clone(await self._stub._channel.call(self._method, args, kwargs), _BY_REFERENCE)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._read().__await__()
+
+    async def _read(self) -> Any:
+        return clone(await self._stub._channel.get(self._method), _BY_REFERENCE)
+
+
+class RpcPromise:
+    """The result of an RPC call: await it, or call a method of the result through it
+    without awaiting first (``await stub.get_counter().increment()``, Cloudflare's promise
+    pipelining). It can be awaited more than once."""
+
+    __slots__ = ("_coro", "_done", "_error", "_result")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._coro = coro
+        self._done = False
+        self._error: BaseException | None = None
+        self._result: Any = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if not self._done:
+            try:
+                self._result = yield from self._coro.__await__()
+            except BaseException as exc:
+                self._error = exc
+                raise
+            finally:
+                self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def __getattr__(self, name: str) -> _Pipelined:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Pipelined(self, name)
+
+
+class _Pipelined:
+    """A property or method of a result not awaited yet."""
+
+    __slots__ = ("_name", "_promise")
+
+    def __init__(self, promise: RpcPromise, name: str) -> None:
+        self._promise = promise
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RpcPromise:
+        return RpcPromise(self._call(args, kwargs))
+
+    async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = getattr(await self._promise, self._name)(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._read().__await__()
+
+    async def _read(self) -> Any:
+        value = getattr(await self._promise, self._name)
+        return await value if isinstance(value, _RpcMethod) else value
+
+    def __getattr__(self, name: str) -> _Pipelined:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Pipelined(RpcPromise(self._read()), name)
+
+
+async def _raise(error: BaseException) -> Any:
+    raise error
+
+
+# What an RPC call passes by reference rather than copying (see api/rpc.py).
+_BY_REFERENCE = (DurableObjectStub, DurableObjectId, DurableObjectNamespace)

@@ -43,6 +43,10 @@ class ObjectChannel(Protocol):
         """An RPC call: the object's public method ``method``, awaited if it is async."""
         ...
 
+    async def get(self, name: str) -> Any:
+        """A property read through a stub (``await stub.name``): the attribute's value."""
+        ...
+
     async def alarm(self, when_ms: int, retry: int) -> None:
         """The alarm set for ``when_ms`` is due: run ``alarm()``; it raises if that did."""
         ...
@@ -68,6 +72,10 @@ class LocalChannel:
     async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         host = self.namespace.host(self.object_id)
         return await host.run(functools.partial(_call, method, args, kwargs))
+
+    async def get(self, name: str) -> Any:
+        host = self.namespace.host(self.object_id)
+        return await host.run(functools.partial(_get, name))
 
     async def alarm(self, when_ms: int, retry: int) -> None:
         host = self.namespace.host(self.object_id)
@@ -95,6 +103,12 @@ async def _call(
     if hasattr(result, "__await__"):
         result = await result
     return result
+
+
+async def _get(name: str, obj: DurableObject) -> Any:
+    if name.startswith("_"):
+        raise TypeError(f'The RPC receiver does not expose "{name}".')
+    return getattr(obj, name, None)  # a missing property reads as undefined does: None
 
 
 @dataclass(frozen=True)
