@@ -204,3 +204,18 @@ def test_jurisdiction_subnamespaces_have_their_own_objects() -> None:
         ns.jurisdiction("mars")
     with pytest.raises(TypeError, match="Unknown jurisdiction"):
         ns.newUniqueId({"jurisdiction": "mars"})
+
+
+def test_stub_errors_say_whether_to_retry() -> None:
+    from stateroom.api.namespace import _describe
+    from stateroom.api.state import DurableObjectAbort
+    from stateroom.runtime.gates import GateBrokenError, ObjectResetError
+
+    for error, remote, retryable in [
+        (ValueError("user code"), True, False),
+        (DurableObjectAbort("bye"), True, False),
+        (ObjectResetError("reset under the call"), False, True),
+        (GateBrokenError("outputs discarded"), False, True),
+    ]:
+        _describe(error)
+        assert (error.remote, error.retryable, error.overloaded) == (remote, retryable, False)  # type: ignore[attr-defined]

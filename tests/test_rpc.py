@@ -51,3 +51,10 @@ def test_promise_pipelining_and_rpc_targets(srv: RunningServer) -> None:
 
 def test_stubs_cross_by_reference(srv: RunningServer) -> None:
     assert scenario(srv, "stubs") == {"asked": 10, "other_value": 10}
+
+
+def test_errors_carry_cloudflares_properties_and_abort_resets(srv: RunningServer) -> None:
+    seen = scenario(srv, "errors")
+    assert seen["fail"] == ["ValueError", "the object's own error", True, False, False]
+    assert seen["quit"] == ["DurableObjectAbort", "bye", True, False, False]
+    assert seen["value_after_abort"] == 0

@@ -193,7 +193,7 @@ _PENDING: set[asyncio.Task[Any]] = set()
 def _ending_abort(listener: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``listener``, for which ``ctx.abort()`` is the normal end of the handler it ran in,
     not an error to report (the object has been reset; that is logged already)."""
-    from workers.entrypoints import DurableObjectAbort
+    from stateroom.api.state import DurableObjectAbort
 
     async def finish(result: Any) -> Any:
         try:

@@ -26,9 +26,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from stateroom import Headers
+from stateroom.api.state import DurableObjectAbort
 from workers.entrypoints import (
     DurableObject,
-    DurableObjectAbort,
     DurableObjectContext,
     WorkerEntrypoint,
     _Current,

@@ -18,7 +18,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import stateroom
 from pyodide.ffi import JsObject
@@ -26,16 +26,6 @@ from workers.request import Request
 from workers.rpc import _EnvWrapper
 
 logger = logging.getLogger("stateroom.workers")
-
-
-class DurableObjectAbort(Exception):
-    """Raised by ``ctx.abort(reason)``: the object has been reset.
-
-    The SDK derives it from ``BaseException`` so that a handler's ``except Exception``
-    cannot swallow it; stateroom resets the object before raising, so a swallowed abort
-    still leaves the object gone, and the caller's stub sees it as an ordinary error
-    carrying the reason, as a caller does on Cloudflare.
-    """
 
 
 class DurableObjectContext:
@@ -63,16 +53,11 @@ class DurableObjectContext:
         SQL rows that also read as attributes."""
         return _Storage(self._ctx.storage)
 
-    def abort(self, reason: str | None = None) -> None:
-        """Reset the object now (its next event constructs a new instance, its uncommitted
-        writes are dropped) and raise ``DurableObjectAbort`` to end the running handler."""
-        message = reason or "Durable Object abort requested"
-        host = getattr(self._ctx, "_host", None)
-        if host is None:
-            raise RuntimeError("abort() needs the ctx stateroom gave this Durable Object")
-        if host.ctx is self._ctx:  # not reset already (an abort from a dying instance)
-            host.reset(f"ctx.abort(): {message}")
-        raise DurableObjectAbort(message)
+    def abort(self, reason: str | None = None) -> NoReturn:
+        """Reset the object now and raise ``DurableObjectAbort`` (stateroom's own
+        ``ctx.abort()``)."""
+        state: stateroom.DurableObjectState = self._ctx
+        state.abort(reason)
 
     def __repr__(self) -> str:
         return f"DurableObjectContext({self._ctx!r})"

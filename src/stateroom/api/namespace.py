@@ -13,6 +13,7 @@ else; ``locationHint`` is accepted and ignored for the same reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import inspect
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.api.rpc import DataCloneError, clone
+from stateroom.api.state import DurableObjectAbort
+from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
     from stateroom.runtime.actor import ActorNamespace
@@ -163,7 +166,11 @@ class DurableObjectStub:
 
     async def fetch(self, input: Request | str, **init: Any) -> Response:
         request = input if isinstance(input, Request) and not init else Request(input, **init)
-        response: object = await self._channel.fetch(request)
+        try:
+            response: object = await self._channel.fetch(request)
+        except Exception as exc:
+            _describe(exc)
+            raise
         if not isinstance(response, Response):
             raise TypeError(
                 f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
@@ -195,13 +202,23 @@ class _RpcMethod:
         return RpcPromise(self._call(*copied))
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return clone(await self._stub._channel.call(self._method, args, kwargs), _BY_REFERENCE)
+        try:
+            result = await self._stub._channel.call(self._method, args, kwargs)
+        except Exception as exc:
+            _describe(exc)
+            raise
+        return clone(result, _BY_REFERENCE)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._read().__await__()
 
     async def _read(self) -> Any:
-        return clone(await self._stub._channel.get(self._method), _BY_REFERENCE)
+        try:
+            value = await self._stub._channel.get(self._method)
+        except Exception as exc:
+            _describe(exc)
+            raise
+        return clone(value, _BY_REFERENCE)
 
 
 class RpcPromise:
@@ -263,6 +280,18 @@ class _Pipelined:
         if name.startswith("_"):
             raise AttributeError(name)
         return _Pipelined(RpcPromise(self._read()), name)
+
+
+def _describe(error: BaseException) -> None:
+    """Cloudflare's properties on an error a stub call raises: ``remote`` when the object's
+    own code raised it (``ctx.abort()`` included), ``retryable`` when the runtime reset the
+    object under the call (a new instance will take the next one), ``overloaded`` never
+    (stateroom queues without a limit)."""
+    reset = isinstance(error, ObjectResetError) and not isinstance(error, DurableObjectAbort)
+    with contextlib.suppress(AttributeError):  # an exception type without __dict__
+        error.remote = not reset  # type: ignore[attr-defined]
+        error.retryable = reset  # type: ignore[attr-defined]
+        error.overloaded = False  # type: ignore[attr-defined]
 
 
 async def _raise(error: BaseException) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from stateroom.api.websockets import WebSocket, WebSocketRequestResponsePair
 from stateroom.protocol.frames import CLOSED
@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from stateroom.storage.kv import DurableObjectStorage
 
 T = TypeVar("T")
+
+
+class DurableObjectAbort(ObjectResetError):
+    """Raised by ``ctx.abort(reason)``: the object has been reset.
+
+    Raised after the reset, so catching it does not save the instance; a caller's stub
+    sees it (``.remote`` set), as a caller does on Cloudflare.
+    """
 
 
 class DurableObjectState:
@@ -35,6 +43,15 @@ class DurableObjectState:
                 "storage now belongs to the next instance"
             )
         return self._host.open_storage()
+
+    def abort(self, reason: str | None = None) -> NoReturn:
+        """Reset the object now, as Cloudflare's ``ctx.abort()``: uncommitted writes and
+        held outputs are dropped, the next event constructs a new instance, and
+        ``DurableObjectAbort`` ends the running handler (its caller sees it)."""
+        message = reason or "Durable Object abort requested"
+        if self._host.ctx is self:  # not already reset (an abort from a dying instance)
+            self._host.reset(f"ctx.abort(): {message}")
+        raise DurableObjectAbort(message)
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
         """Keep the object alive until ``awaitable`` finishes."""

@@ -48,6 +48,12 @@ class Counter(DurableObject):
         part = [1, 2]
         return {"a": part, "b": part}
 
+    def fail(self):
+        raise ValueError("the object's own error")
+
+    def quit(self):
+        self.ctx.abort("bye")
+
     async def ask(self, other):
         return await other.increment(10)
 
@@ -92,4 +98,13 @@ class Default(WorkerEntrypoint):
             other = ns.getByName("other")
             out["asked"] = await stub.ask(other)
             out["other_value"] = await other.value
+        elif path == "errors":
+            await stub.increment(7)
+            for name in ("fail", "quit"):
+                try:
+                    await getattr(stub, name)()
+                except Exception as exc:
+                    out[name] = [type(exc).__name__, str(exc), exc.remote, exc.retryable,
+                                 exc.overloaded]  # fmt: skip
+            out["value_after_abort"] = await stub.value  # a new instance
         return Response(json.dumps(out), headers={"Content-Type": "application/json"})
