@@ -476,3 +476,22 @@ def test_app_sees_no_more_requests_than_were_well_formed(
     assert len(paths) <= len(good), (stream, paths)
     # Exactly a leading run of the well-formed ones, in order, and no smuggled request.
     assert paths == good[: len(paths)], (stream, paths)
+
+
+def test_the_apps_headers_go_out_on_the_101(srv: RunningServer) -> None:
+    """A chosen subprotocol and a cookie set with the 101 reach the client (as on
+    Cloudflare); the handshake's own headers stay the runtime's."""
+    raw = (
+        f"GET /ws HTTP/1.1\r\nHost: x\r\n{UP}{GOOD_KEY}{V13}"
+        "Sec-WebSocket-Protocol: chat, superchat\r\n\r\n"
+    ).encode() + close_frame(1000)
+    data = talk(srv, raw)
+    head = data.partition(b"\r\n\r\n")[0].decode()
+    assert head.splitlines() == [
+        "HTTP/1.1 101 Switching Protocols",
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "Sec-WebSocket-Protocol: superchat",
+        "Set-Cookie: session=1; HttpOnly",
+    ], head

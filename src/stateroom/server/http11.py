@@ -372,7 +372,7 @@ class HttpConnection(asyncio.Protocol):
         self._stalled = None
         self.server.connection_closed(self)  # the WebSocket connection takes its place
         ws = WebSocketConnection(self.server, self.transport, client)
-        ws.start(request, pending.version, pending.wants_close, tail)
+        ws.start(request, response, pending.version, pending.wants_close, tail)
 
     def _resume_after_upgrade_refused(self, tail: bytes) -> None:
         """The app answered an upgrade request without upgrading: keep speaking HTTP."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from stateroom.protocol.connection import ServerConnection
 from stateroom.protocol.deflate import ExtensionHeaderError, negotiate
@@ -22,9 +22,23 @@ from stateroom.runtime.interface import Events, Message, SocketSink
 
 if TYPE_CHECKING:
     from stateroom.api.requests import Request
+    from stateroom.api.responses import Response
     from stateroom.server.server import Server
 
 logger = logging.getLogger("stateroom.server")
+
+# Headers of a 101 that the runtime writes itself, whatever the app's response says.
+_HANDSHAKE_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+    }
+)
 
 
 class WebSocketConnection(SocketSink):
@@ -73,7 +87,9 @@ class WebSocketConnection(SocketSink):
         self._paused = False
         self._slow_timer: asyncio.TimerHandle | None = None
 
-    def start(self, request: Request, version: str, also_close: bool, tail: bytes) -> None:
+    def start(
+        self, request: Request, response: Response, version: str, also_close: bool, tail: bytes
+    ) -> None:
         headers = [
             f"HTTP/{version} 101 Switching Protocols",
             "Connection: Upgrade, close" if also_close else "Connection: Upgrade",
@@ -91,6 +107,11 @@ class WebSocketConnection(SocketSink):
                 self.protocol.deflate = deflate
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
+        # The app's own headers go out on the 101 too (a chosen Sec-WebSocket-Protocol, a
+        # Set-Cookie), as on Cloudflare; the handshake's are the runtime's to write.
+        for name, value in response.headers.items():
+            if name.lower() not in _HANDSHAKE_HEADERS:
+                headers.append(f"{name}: {value}")
         self.transport.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
         self.transport.set_protocol(self)  # type: ignore[arg-type]  # a protocol by its methods
         self.server.connection_opened(self)

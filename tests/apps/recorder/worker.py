@@ -52,4 +52,10 @@ class Room(DurableObject):
         client, server = WebSocketPair()
         server.accept()
         server.addEventListener("message", lambda event: server.send(event.data))
-        return Response(None, status=101, web_socket=client)
+        headers = {}
+        offered = request.headers.get("Sec-WebSocket-Protocol")
+        if offered:  # choose the client's last offer, and set a cookie with the 101
+            headers["Sec-WebSocket-Protocol"] = offered.split(",")[-1].strip()
+            headers["Set-Cookie"] = "session=1; HttpOnly"
+            headers["Connection"] = "keep-alive"  # the runtime's to write: ignored
+        return Response(None, status=101, web_socket=client, headers=headers)
