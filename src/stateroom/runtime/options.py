@@ -16,8 +16,8 @@ from stateroom.runtime.input_gate import BLOCK_TIMEOUT
 class RuntimeOptions:
     """Timeouts of the object runtime; tests shorten them."""
 
-    # Cloudflare evicts an idle object after about 10 s without events.
-    idle_timeout: float = 10.0
+    # Cloudflare evicts an idle object (no request, socket or task) after 70 to 140 s.
+    idle_timeout: float = 70.0
     # blockConcurrencyWhile() callbacks that run longer reset the object.
     block_timeout: float = BLOCK_TIMEOUT
     # An object whose only ties are hibernatable WebSockets leaves memory after this.
