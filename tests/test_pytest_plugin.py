@@ -244,3 +244,10 @@ def test_the_plugin_is_registered(pytestconfig: pytest.Config) -> None:
     plugin = pytestconfig.pluginmanager.get_plugin("stateroom")
     assert plugin is not None
     assert Path(plugin.__file__).name == "pytest_plugin.py"
+
+
+def test_the_example_test_file(pytester: pytest.Pytester) -> None:
+    """examples/websocket-hibernation/test_worker.py, as its README section runs it."""
+    example = ROOT / HIBERNATION / "test_worker.py"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(example))
+    result.assert_outcomes(passed=3)
