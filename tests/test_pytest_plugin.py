@@ -251,3 +251,14 @@ def test_the_example_test_file(pytester: pytest.Pytester) -> None:
     example = ROOT / HIBERNATION / "test_worker.py"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(example))
     result.assert_outcomes(passed=3)
+
+
+def test_the_readme_example(pytester: pytest.Pytester) -> None:
+    """The example of README's "Testing with pytest", run from the repository's root."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Testing with pytest", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"tests/apps/storage"', repr(str(ROOT / STORAGE)))
+    pytester.makepyfile(test_readme=code)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
