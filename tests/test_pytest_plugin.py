@@ -157,6 +157,17 @@ async def test_alarm_fires_when_the_clock_moves(
     assert [entry["retry"] for entry in log] == [0]
 
 
+async def test_the_clock_alone(stateroom_clock: VirtualTimeLoop) -> None:
+    # A timer the test just started counts from the present, then fires when due.
+    sleeper = asyncio.ensure_future(asyncio.sleep(100))
+    await stateroom_clock.advance(99)
+    assert not sleeper.done()
+    await stateroom_clock.advance(1)
+    assert sleeper.done()
+    with pytest.raises(ValueError):
+        await stateroom_clock.advance(-1)
+
+
 @pytest.fixture
 def stateroom_options() -> RuntimeOptions:
     return RuntimeOptions(hibernation_timeout=30.0, idle_timeout=30.0)

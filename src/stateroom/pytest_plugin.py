@@ -195,13 +195,15 @@ def stateroom_server(request: pytest.FixtureRequest, stateroom_app: TestClient) 
 
 
 @pytest.fixture
-def stateroom_clock(request: pytest.FixtureRequest) -> VirtualTimeLoop:
+def stateroom_clock(request: pytest.FixtureRequest) -> Iterator[VirtualTimeLoop]:
     """The test's event loop, whose clock ``await stateroom_clock.advance(s)`` moves."""
     from stateroom.testing import VirtualTimeLoop
 
     state = _state(request)
-    state.loop = VirtualTimeLoop()
-    return state.loop
+    loop = state.loop = VirtualTimeLoop()
+    yield loop
+    if not loop.is_closed():  # the test never ran (skipped, or an earlier fixture failed)
+        loop.close()
 
 
 @pytest.hookimpl(tryfirst=True)

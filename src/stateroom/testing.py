@@ -312,6 +312,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """
         if seconds < 0:
             raise ValueError("time only moves forward")
+        await self.settle()  # what the test just started is scheduled from the present
         self.offset += seconds
         await self.settle()
 
