@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import websockets
 from stateroom.api.state import DurableObjectState
 from stateroom.pytest_plugin import ServedApp
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.storage.backend import StorageBackend
+from stateroom.storage.sqlite import SqliteBackend
 from stateroom.testing import (
     TestClient,
     VirtualTimeLoop,
@@ -192,18 +195,40 @@ async def test_hibernation_when_the_clock_moves(
     assert host.instance is not None  # woken by the message
 
 
+class TestOnFiles:
+    """``stateroom_backend`` overridden: SQLite files in the test's temporary folder."""
+
+    @pytest.fixture
+    def stateroom_backend(self, tmp_path: Path) -> Iterator[StorageBackend]:
+        backend = SqliteBackend(tmp_path / "data")
+        yield backend
+        backend.close()
+
+    @pytest.mark.stateroom_app(STORAGE)
+    async def test_files(self, stateroom_app: TestClient, tmp_path: Path) -> None:
+        await stateroom_app.fetch("/s/put?k=x&v=1&obj=on-disk")
+        hex_id = stateroom_app.env.STORE.idFromName("on-disk").hex
+        assert (tmp_path / "data" / "Store" / f"{hex_id}.sqlite3").is_file()
+        assert [i.hex for i in list_object_ids(stateroom_app.env.STORE)] == [hex_id]
+
+
 # -- through pytest itself: the entry point, isolation, configuration, refusals -----------
 
 USER_TESTS = """
 import pytest
 from stateroom.testing import list_object_ids, run_in_durable_object
 
-async def test_writes(stateroom_app):
+async def test_writes(stateroom_app, stateroom_clock):
     await stateroom_app.fetch("/s/put?k=x&v=1&obj=first")
     ws = await stateroom_app.websocket("/s/ws?obj=sockets")
     ws.send("m")
     assert await ws.receive() == "m:1"
     assert len(list_object_ids(stateroom_app.env.STORE)) == 2
+    await stateroom_clock.advance(11)  # the test ends with its object hibernated
+    host = stateroom_app.worker.namespaces["STORE"].hosts[
+        stateroom_app.env.STORE.idFromName("sockets").hex
+    ]
+    assert host.instance is None and host.hibernation.sockets
 
 async def test_starts_empty(stateroom_app):
     # The previous test's objects, their data and their sockets are gone.
