@@ -40,6 +40,7 @@ from stateroom.api.state import DurableObjectState
 from stateroom.api.websockets import LocalEvents
 from stateroom.config import load_config
 from stateroom.runtime.channel import _alarm
+from stateroom.runtime.context import current_host
 from stateroom.runtime.interface import CallbackSink, Message
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
@@ -240,17 +241,19 @@ async def run_in_durable_object(
     are durable, as a ``fetch`` would be. ``fn`` may be a plain function or a coroutine
     function; what it returns (or raises) is what this returns (or raises).
     """
-    host = stub._objects.host(stub.id)
 
     async def event(instance: DurableObject) -> T:
-        state = host.ctx
+        # The host running the event: not necessarily the one asked first, if that one
+        # was reset while the event waited for its turn.
+        host = current_host.get()
+        state = None if host is None else host.ctx
         assert state is not None  # the instance is live while its event runs
         result = fn(instance, state)
         if inspect.isawaitable(result):
             return await result
         return result
 
-    return await host.run(event)
+    return await stub._objects.host(stub.id).run(event)
 
 
 async def run_alarm(stub: DurableObjectStub) -> bool:
