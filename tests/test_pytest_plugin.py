@@ -110,6 +110,29 @@ async def test_run_in_durable_object_takes_its_turn(
     assert await inside == "ran"
 
 
+@pytest.mark.stateroom_app(KITCHEN)
+async def test_run_in_durable_object_after_a_reset(
+    stateroom_app: TestClient, stateroom_clock: VirtualTimeLoop
+) -> None:
+    # The object is reset while the event waits for its turn: the next instance runs it.
+    stub = stateroom_app.env.COUNTER.getByName("r")
+    blocked = asyncio.ensure_future(stateroom_app.fetch("/counter/r/block"))
+    await stateroom_clock.settle()
+    inside = asyncio.ensure_future(
+        run_in_durable_object(stub, lambda obj, state: (obj.generation, state.id.hex))
+    )
+    await stateroom_clock.settle()
+    assert stateroom_app.worker is not None
+    host = stateroom_app.worker.namespaces["COUNTER"].hosts[stub.id.hex]
+    assert host.instance is not None
+    first = host.instance.generation
+    host.reset("reset by the test")
+    await stateroom_clock.advance(1)
+    generation, hex_id = await inside
+    assert generation != first and hex_id == stub.id.hex
+    blocked.cancel()
+
+
 @pytest.mark.stateroom_app(STORAGE)
 async def test_run_alarm(stateroom_app: TestClient) -> None:
     stub = stateroom_app.env.STORE.getByName("main")
