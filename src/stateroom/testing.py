@@ -13,20 +13,34 @@ and runs in milliseconds::
         ws.send("hi")
         assert await ws.receive() == "[Durable Object]: hi"
         print((await client.fetch("/getCurrentConnections")).status)
+
+The helpers below reach inside a loaded application the way Miniflare's
+``vitest-pool-workers`` does (``runInDurableObject``, ``runDurableObjectAlarm``,
+``listDurableObjectIds``); ``stateroom.pytest_plugin`` gives them to pytest as fixtures,
+with a fresh storage per test and a clock a test can advance (``VirtualTimeLoop``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
+from stateroom.api.entrypoints import DurableObject
 from stateroom.api.headers import HeadersInit
+from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
 from stateroom.api.requests import BodyInit, Request
 from stateroom.api.responses import Response
+from stateroom.api.state import DurableObjectState
 from stateroom.api.websockets import LocalEvents
 from stateroom.config import load_config
+from stateroom.runtime.channel import _alarm
+from stateroom.runtime.context import current_host
 from stateroom.runtime.interface import CallbackSink, Message
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
@@ -34,6 +48,8 @@ from stateroom.storage.sqlite import SqliteBackend
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom.testing")
+
+T = TypeVar("T")
 
 _UPGRADE_HEADERS = {
     "Upgrade": "websocket",
@@ -91,6 +107,13 @@ class TestClient:
             await self.events.shutdown()
         if self._own_backend:
             self.backend.close()
+
+    @property
+    def env(self) -> Any:
+        """The application's ``env`` (its bindings: ``client.env.MY_DO.getByName("a")``)."""
+        if self.worker is None:
+            raise RuntimeError("use the TestClient in `async with`")
+        return self.worker.env
 
     def _events(self) -> LocalEvents:
         if self.events is None:
@@ -201,3 +224,141 @@ class TestSocket:
         if not self._ended:
             self._ended = True
             self.events.socket_end(self.handle)
+
+
+# -- inside the objects (Miniflare's runInDurableObject and friends) ----------------------
+
+
+async def run_in_durable_object(
+    stub: DurableObjectStub,
+    fn: Callable[[Any, DurableObjectState], Awaitable[T] | T],
+) -> T:
+    """Run ``fn(instance, state)`` inside the object ``stub`` reaches, as one of its events.
+
+    The object is constructed if it is not live; ``fn`` runs in its turn behind the input
+    gate (after the events before it, before those after it), in the object's context
+    (``state.storage`` is its storage), and its result is released once the writes it made
+    are durable, as a ``fetch`` would be. ``fn`` may be a plain function or a coroutine
+    function; what it returns (or raises) is what this returns (or raises).
+    """
+
+    async def event(instance: DurableObject) -> T:
+        # The host running the event: not necessarily the one asked first, if that one
+        # was reset while the event waited for its turn.
+        host = current_host.get()
+        state = None if host is None else host.ctx
+        assert state is not None  # the instance is live while its event runs
+        result = fn(instance, state)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return await stub._objects.host(stub.id).run(event)
+
+
+async def run_alarm(stub: DurableObjectStub) -> bool:
+    """Run the object's scheduled alarm now, whatever its time; whether one was set.
+
+    As Miniflare's ``runDurableObjectAlarm``: ``alarm()`` runs as the scheduler would run
+    it (first try: ``retryCount`` 0), as one event of the object, and the alarm is then
+    deleted unless the handler set a new one (whose timer stays armed). If ``alarm()``
+    raises, so does this, and the alarm stays set (the scheduler retries it in its time).
+    """
+
+    async def event(instance: DurableObject, state: DurableObjectState) -> bool:
+        when = await state.storage.getAlarm()
+        if when is None:
+            return False
+        await _alarm(when, 0, instance)
+        return True
+
+    return await run_in_durable_object(stub, event)
+
+
+def list_object_ids(namespace: DurableObjectNamespace) -> list[DurableObjectId]:
+    """The ids of the namespace's objects that have stored data (the backend's view).
+
+    Writes are committed before the response of the event that made them leaves the
+    object, so after an awaited ``fetch`` or RPC call its writes are counted.
+    """
+    objects = namespace._objects
+    return [
+        DurableObjectId(hex_id) for hex_id in objects.backend.stored_objects(objects.storage_name)
+    ]
+
+
+# -- time a test controls ------------------------------------------------------------------
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock a test can move forward with ``advance``.
+
+    The runtime's timers run on the loop's clock: the alarm scheduler's timers, the idle
+    eviction and the hibernation timeout (``ActorHost.clock`` is ``loop.time``). Advancing
+    the clock makes those due fire at once, without waiting. Wall-clock time
+    (``time.time()``, ``Date.now()`` in an object) is not moved.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward, then run until nothing more is ready.
+
+        Timers that fall due fire, and what they start (an alarm's event, a hibernation,
+        the tasks those start) runs, as long as it needs only the loop (not I/O nor
+        timers still in the future).
+        """
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        await self.settle()  # what the test just started is scheduled from the present
+        self.offset += seconds
+        await self.settle()
+
+    async def settle(self, max_rounds: int = 10_000) -> None:
+        """Run the loop until no callback is ready (what is due has run)."""
+        for _ in range(max_rounds):
+            await asyncio.sleep(0)
+            if not self._ready and not self._due():  # type: ignore[attr-defined]
+                return
+        raise RuntimeError(f"the loop was still busy after {max_rounds} rounds")
+
+    def _due(self) -> bool:
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        now = self.time()
+        return any(not handle.cancelled() and handle.when() <= now for handle in scheduled)
+
+
+def run_with_virtual_time(
+    main: Callable[[VirtualTimeLoop], Awaitable[T]], loop: VirtualTimeLoop | None = None
+) -> T:
+    """Run ``main(loop)`` to completion on ``loop`` (a new ``VirtualTimeLoop`` by default),
+    then close the loop."""
+    if loop is None:
+        loop = VirtualTimeLoop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(_as_coroutine(functools.partial(main, loop)))
+    finally:
+        try:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _as_coroutine(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
