@@ -20,6 +20,7 @@ from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
 from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.scaffold import TEMPLATES, ProjectExistsError, init_project
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
 from stateroom.storage.sqlite import SqliteBackend
@@ -134,7 +135,28 @@ def _parser() -> argparse.ArgumentParser:
             help="seconds before the first retry of a failed alarm() (doubles each retry)",
         )
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    init = sub.add_parser(
+        "init",
+        help="make a new project from a template (with a test that passes)",
+        description="make a new project from a template (with a test that passes)",
+    )
+    init.add_argument("directory", nargs="?", default=".", help="a new or empty folder")
+    init.add_argument("--template", choices=TEMPLATES, default="websocket-server")
     return parser
+
+
+def _init(directory: str, template: str) -> int:
+    try:
+        made = init_project(directory, template)
+    except ProjectExistsError as exc:
+        print(f"stateroom init: {exc}", file=sys.stderr)
+        return 2
+    where = Path(directory)
+    print(f"made {len(made)} files in {where} from the {template} template:")
+    for path in made:
+        print(f"  {path}")
+    print(f"next: stateroom dev {where}    (and: cd {where} && pytest)")
+    return 0
 
 
 # glibc mallopt() parameters.
@@ -163,6 +185,8 @@ def _tune_malloc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "init":
+        return _init(args.directory, args.template)
     _tune_malloc()
     logging.basicConfig(
         level=args.log_level.upper(), format="stateroom: %(message)s", stream=sys.stderr
