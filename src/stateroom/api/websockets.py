@@ -43,6 +43,7 @@ from stateroom.runtime.hibernation import (
 from stateroom.runtime.interface import Events, SocketSink
 from stateroom.runtime.interface import Message as Message
 from stateroom.runtime.interface import SocketSink as WebSocketSink
+from stateroom.runtime.trace import describe
 
 if TYPE_CHECKING:
     from stateroom.api.requests import Request
@@ -374,7 +375,10 @@ def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> 
     try:
         result = listener(event)
     except Exception:
-        logger.exception("Uncaught exception in a WebSocket message handler")
+        info = describe(host)
+        logger.exception(
+            "Uncaught exception in a WebSocket message handler of %s", info, extra=info.fields()
+        )
         return
     if _awaitable(result):
         host.start(result)

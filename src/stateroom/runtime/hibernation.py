@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import COROUTINE
+from stateroom.runtime.trace import describe
 
 if TYPE_CHECKING:
     from stateroom.api.websockets import WebSocket
@@ -216,14 +217,14 @@ class HibernationManager:
                 self.no_message_handler = type(obj)
                 self.deliver(record, "message", (message,))
             else:
-                logger.exception("Uncaught exception in webSocketMessage()")
+                _log_handler_error(host, "webSocketMessage()")
             return
         try:
             # Handlers are async def: knowing their result by type spares a hasattr().
             if result is not None and (type(result) is COROUTINE or hasattr(result, "__await__")):
                 host.start(result)
         except Exception:
-            logger.exception("Uncaught exception in webSocketMessage()")
+            _log_handler_error(host, "webSocketMessage()")
 
     def deliver(self, record: HibernatableSocket, kind: str, args: tuple[Any, ...]) -> None:
         """An event for a hibernatable socket: answered here, delivered now, or queued."""
@@ -259,7 +260,7 @@ class HibernationManager:
             if pending is not None:
                 host.start(pending)
         except Exception:
-            logger.exception("Uncaught exception in a WebSocket %s handler", kind)
+            _log_handler_error(host, f"a WebSocket {kind} handler")
         finally:
             current_host.reset(token)
 
@@ -291,6 +292,12 @@ class HibernationManager:
         if self.event_timeout_ms is not None:
             return _bounded(result, self.event_timeout_ms / 1000)
         return result  # type: ignore[no-any-return]
+
+
+def _log_handler_error(host: ActorHost, where: str) -> None:
+    """Log the exception being handled, naming the object whose handler raised it."""
+    info = describe(host)
+    logger.exception("Uncaught exception in %s of %s", where, info, extra=info.fields())
 
 
 async def _bounded(result: Any, seconds: float) -> None:

@@ -21,12 +21,19 @@ from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.protocol.handshake import check_request, wants_websocket
 from stateroom.protocol.target import TargetError, request_url
-from stateroom.server.responses import error_response, internal_error, serialize_response
+from stateroom.runtime.trace import RequestTrace, current_trace, object_of
+from stateroom.server.responses import (
+    debug_error_response,
+    error_response,
+    internal_error,
+    serialize_response,
+)
 
 if TYPE_CHECKING:
     from stateroom.server.server import Server
 
 logger = logging.getLogger("stateroom.server")
+access_logger = logging.getLogger("stateroom.access")
 
 _TOKEN_METHOD = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ ")
 
@@ -72,6 +79,8 @@ class HttpConnection(asyncio.Protocol):
         # A request after which the connection closes was read: parse nothing after it.
         self._final = False
         self._eof = False  # the client half-closed: close once every answer has left
+        self._access_log = self.options.access_log
+        self._client = "-"  # host:port of the peer, for the access log
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -84,6 +93,10 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         self.server.connection_opened(self)
+        if self._access_log:
+            peer = tr.get_extra_info("peername")
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                self._client = f"{peer[0]}:{peer[1]}"
         self._arm_timer(self.options.header_timeout)
         tr.set_write_buffer_limits(high=self.options.write_buffer_high)
 
@@ -275,20 +288,30 @@ class HttpConnection(asyncio.Protocol):
                 )
                 self._close()
                 return
-            response = await self._respond(pending.request)
+            trace = RequestTrace()
+            current_trace.set(trace)  # this task's context: user code sees it, no reset needed
+            started = self.loop.time() if self._access_log else 0.0
+            response = await self._respond(pending.request, trace)
             if self._closing:
                 return
             if response.webSocket is not None:
+                if self._access_log:
+                    self._log_access(pending.request, pending.version, 101, started, trace)
                 self._upgrade(pending, response)
                 return
             try:
                 self._write_response(pending, response)
             except Exception:
-                logger.exception("Cannot send the response to %s", pending.request.url)
-                self._write_response(
-                    pending,
-                    internal_error(),
+                logger.exception(
+                    "Cannot send the response to %s [request id %s]",
+                    pending.request.url,
+                    trace.request_id,
+                    extra={"request_id": trace.request_id},
                 )
+                response = internal_error(trace.request_id)
+                self._write_response(pending, response)
+            if self._access_log:
+                self._log_access(pending.request, pending.version, response.status, started, trace)
             if self._closing:
                 return
             if pending.upgrade_tail is not None:
@@ -313,14 +336,71 @@ class HttpConnection(asyncio.Protocol):
         origin = request.headers.get("origin")
         return origin is None or origin in allowed
 
-    async def _respond(self, request: Request) -> Response:
+    async def _respond(self, request: Request, trace: RequestTrace) -> Response:
         try:
             return await self.server.events.fetch(request)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("Uncaught exception while handling %s %s", request.method, request.url)
-            return internal_error()
+        except Exception as exc:
+            return self._uncaught(request, trace, exc)
+
+    def _uncaught(self, request: Request, trace: RequestTrace, exc: Exception) -> Response:
+        """The application raised: log it; answer 500 (with the traceback in ``dev``)."""
+        where = object_of(exc) or trace.object
+        extra: dict[str, str | None] = where.fields() if where is not None else {}
+        place = f" in {where}" if where is not None else ""
+        if self.options.debug_errors:
+            logger.error(
+                "Uncaught exception while handling %s %s%s",
+                request.method,
+                request.url,
+                place,
+                exc_info=exc,
+                extra=extra,
+            )
+            return debug_error_response(
+                exc, request.method, request.url, where, request.headers.get("accept")
+            )
+        rid = extra["request_id"] = trace.request_id
+        logger.error(
+            "Uncaught exception while handling %s %s%s [request id %s]",
+            request.method,
+            request.url,
+            place,
+            rid,
+            exc_info=exc,
+            extra=extra,
+        )
+        return internal_error(rid)
+
+    def _log_access(
+        self, request: Request, version: str, status: int, started: float, trace: RequestTrace
+    ) -> None:
+        """One line per answered request, as uvicorn writes them (plus the duration)."""
+        ms = (self.loop.time() - started) * 1000
+        parts = request.url.split("/", 3)
+        path = "/" + parts[3] if len(parts) == 4 else "/"
+        where = trace.object
+        extra: dict[str, object] = dict(where.fields()) if where is not None else {}
+        extra.update(
+            client=self._client,
+            method=request.method,
+            path=path,
+            status=status,
+            duration_ms=round(ms, 3),
+            request_id=trace.request_id,
+        )
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %.1fms%s',
+            self._client,
+            request.method,
+            path,
+            version,
+            status,
+            ms,
+            f" {where}" if where is not None else "",
+            extra=extra,
+        )
 
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
