@@ -51,6 +51,11 @@ class RequestTrace:
         self.object: ObjectInfo | None = None  # the first Durable Object it reached
 
     @property
+    def known_request_id(self) -> str | None:
+        """The request id if something has asked for it already (else None)."""
+        return self._request_id
+
+    @property
     def request_id(self) -> str:
         rid = self._request_id
         if rid is None:

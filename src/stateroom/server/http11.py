@@ -388,19 +388,32 @@ class HttpConnection(asyncio.Protocol):
             path=path,
             status=status,
             duration_ms=round(ms, 3),
-            request_id=trace.request_id,
+            request_id=trace.known_request_id,  # made if a 500 or a log line asked for it
         )
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %.1fms%s',
-            self._client,
-            request.method,
-            path,
-            version,
-            status,
-            ms,
-            f" {where}" if where is not None else "",
-            extra=extra,
-        )
+        log = access_logger
+        if log.isEnabledFor(logging.INFO):
+            # makeRecord() and handle(): what info() does, less its walk up the stack to
+            # find the caller, which no format here prints (a quarter of the line's cost).
+            record = log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                '%s - "%s %s HTTP/%s" %d %.1fms%s',
+                (
+                    self._client,
+                    request.method,
+                    path,
+                    version,
+                    status,
+                    ms,
+                    f" {where}" if where is not None else "",
+                ),
+                None,
+                None,
+                extra,
+            )
+            log.handle(record)
 
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
