@@ -48,6 +48,9 @@ def test_dev_500_is_the_traceback_as_text() -> None:
         assert get(srv, "/obj/alpha/boom", "*/*")[1]["content-type"].startswith("text/plain")
         status, _, body = get(srv, "/worker-boom")
         assert status == 500 and "RuntimeError in the Worker (Default)" in body
+        # An object the request reached, which answered, is not the one blamed.
+        status, _, body = get(srv, "/reached-then-boom")
+        assert status == 500 and "RuntimeError in the Worker (Default)" in body, body
         srv.wait_for_log(r"Uncaught exception while handling GET \S+/worker-boom")
 
 

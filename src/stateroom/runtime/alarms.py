@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from stateroom.runtime.channel import AlarmInvocationInfo as AlarmInvocationInfo
-from stateroom.runtime.trace import ObjectInfo, object_of
+from stateroom.runtime.trace import ObjectInfo
 
 if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
@@ -65,8 +65,8 @@ class AlarmScheduler:
     async def _run(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
         try:
             await self.namespace.channel(object_id).alarm(when_ms, retry)
-        except Exception as exc:
-            info = object_of(exc) or self._describe(object_id)
+        except Exception:
+            info = self._describe(object_id)
             if retry >= MAX_RETRIES:
                 logger.exception(
                     "alarm() of %s failed %d times; giving up",

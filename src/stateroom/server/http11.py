@@ -346,9 +346,12 @@ class HttpConnection(asyncio.Protocol):
 
     def _uncaught(self, request: Request, trace: RequestTrace, exc: Exception) -> Response:
         """The application raised: log it; answer 500 (with the traceback in ``dev``)."""
-        where = object_of(exc) or trace.object
-        extra: dict[str, str | None] = where.fields() if where is not None else {}
-        place = f" in {where}" if where is not None else ""
+        # The object the exception escaped from; none: the Worker itself raised it (an
+        # object it reached may have answered fine).
+        where = object_of(exc)
+        reached = where or trace.object
+        extra: dict[str, str | None] = reached.fields() if reached is not None else {}
+        place = f" in {where}" if where is not None else " in the Worker (Default)"
         if self.options.debug_errors:
             logger.error(
                 "Uncaught exception while handling %s %s%s",

@@ -12,6 +12,9 @@ class Default(WorkerEntrypoint):
             raise RuntimeError("the Worker <itself> & failed")
         if path == "ok":
             return Response("ok")
+        if path == "reached-then-boom":
+            await self.env.FAULTY.getByName("fine").fetch(request)
+            raise RuntimeError("the Worker failed after the object answered")
         # /obj/NAME/ACTION: to the object named NAME.
         _, name, _action = path.split("/", 2)
         return await self.env.FAULTY.getByName(name).fetch(request)
