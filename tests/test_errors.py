@@ -133,6 +133,30 @@ def test_access_log_is_on_in_dev() -> None:
         get(srv, "/obj/epsilon/boom")
         srv.wait_for_log(ACCESS.format(path="/obj/epsilon/boom", status=500))
 
+        async def upgrade() -> None:
+            async with websockets.connect(f"{srv.ws_url}/obj/ws/hibernatable") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+
+        asyncio.run(upgrade())
+        srv.wait_for_log(
+            ACCESS.format(path="/obj/ws/hibernatable", status=101) + " " + _object("ws")
+        )
+        # An upgrade the app accepted but whose handshake fails is logged as what was sent.
+        conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+        conn.request(
+            "GET", "/obj/ws/hibernatable", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+        )
+        status = conn.getresponse().status
+        conn.close()
+        assert status != 101
+        srv.wait_for_log(ACCESS.format(path="/obj/ws/hibernatable", status=status))
+        # One line for the upgrade; none for the messages on the socket.
+        assert (
+            len(re.findall(ACCESS.format(path="/obj/ws/hibernatable", status=101), srv.output()))
+            == 1
+        )
+
 
 def test_access_log_switches() -> None:
     # serve: off unless asked. The 500's log line comes after where the /ok line would be.

@@ -295,9 +295,9 @@ class HttpConnection(asyncio.Protocol):
             if self._closing:
                 return
             if response.webSocket is not None:
+                status = self._upgrade(pending, response)
                 if self._access_log:
-                    self._log_access(pending.request, pending.version, 101, started, trace)
-                self._upgrade(pending, response)
+                    self._log_access(pending.request, pending.version, status, started, trace)
                 return
             try:
                 self._write_response(pending, response)
@@ -433,7 +433,8 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             self._close()
 
-    def _upgrade(self, pending: _Pending, response: Response) -> None:
+    def _upgrade(self, pending: _Pending, response: Response) -> int:
+        """Write the 101 and hand the connection over; returns the status sent."""
         from stateroom.server.websocket import WebSocketConnection
 
         assert self.transport is not None
@@ -462,13 +463,14 @@ class HttpConnection(asyncio.Protocol):
             )
             self._close()
             self.server.events.refuse_socket(client)
-            return
+            return rejection.status
         self._cancel_timer()
         tail = (pending.upgrade_tail or b"") + (self._stalled or b"")
         self._stalled = None
         self.server.connection_closed(self)  # the WebSocket connection takes its place
         ws = WebSocketConnection(self.server, self.transport, client)
         ws.start(request, pending.version, pending.wants_close, tail)
+        return 101
 
     def _resume_after_upgrade_refused(self, tail: bytes) -> None:
         """The app answered an upgrade request without upgrading: keep speaking HTTP."""
