@@ -26,7 +26,7 @@ from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetErr
 from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
-from stateroom.runtime.trace import describe
+from stateroom.runtime.trace import describe, log_uncaught
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
 
@@ -251,13 +251,7 @@ class ActorHost:
             if pending is not None:
                 self.start(pending)
         except Exception:
-            info = describe(self)
-            logger.exception(
-                "Uncaught exception in a WebSocket %s handler of %s",
-                kind,
-                info,
-                extra=info.fields(),
-            )
+            log_uncaught(logger, self, f"a WebSocket {kind} handler")
         finally:
             current_host.reset(token)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import COROUTINE
-from stateroom.runtime.trace import describe
+from stateroom.runtime.trace import log_uncaught
 
 if TYPE_CHECKING:
     from stateroom.api.websockets import WebSocket
@@ -217,14 +217,14 @@ class HibernationManager:
                 self.no_message_handler = type(obj)
                 self.deliver(record, "message", (message,))
             else:
-                _log_handler_error(host, "webSocketMessage()")
+                log_uncaught(logger, host, "webSocketMessage()")
             return
         try:
             # Handlers are async def: knowing their result by type spares a hasattr().
             if result is not None and (type(result) is COROUTINE or hasattr(result, "__await__")):
                 host.start(result)
         except Exception:
-            _log_handler_error(host, "webSocketMessage()")
+            log_uncaught(logger, host, "webSocketMessage()")
 
     def deliver(self, record: HibernatableSocket, kind: str, args: tuple[Any, ...]) -> None:
         """An event for a hibernatable socket: answered here, delivered now, or queued."""
@@ -260,7 +260,7 @@ class HibernationManager:
             if pending is not None:
                 host.start(pending)
         except Exception:
-            _log_handler_error(host, f"a WebSocket {kind} handler")
+            log_uncaught(logger, host, f"a WebSocket {kind} handler")
         finally:
             current_host.reset(token)
 
@@ -292,12 +292,6 @@ class HibernationManager:
         if self.event_timeout_ms is not None:
             return _bounded(result, self.event_timeout_ms / 1000)
         return result  # type: ignore[no-any-return]
-
-
-def _log_handler_error(host: ActorHost, where: str) -> None:
-    """Log the exception being handled, naming the object whose handler raised it."""
-    info = describe(host)
-    logger.exception("Uncaught exception in %s of %s", where, info, extra=info.fields())
 
 
 async def _bounded(result: Any, seconds: float) -> None:

@@ -13,6 +13,7 @@ error paths only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
@@ -86,3 +87,13 @@ def object_of(exc: BaseException) -> ObjectInfo | None:
     """The object whose event ``exc`` escaped from, if it left one."""
     info = getattr(exc, _TAG, None)
     return info if isinstance(info, ObjectInfo) else None
+
+
+def log_uncaught(log: logging.Logger, host: ActorHost, what: str) -> None:
+    """Log the exception being handled, naming the object whose ``what`` raised it.
+
+    A function of its own, called from the compiled modules' ``except`` branches: their
+    functions keep the locals they had, so the path without an exception is unchanged.
+    """
+    info = describe(host)
+    log.error("Uncaught exception in %s of %s", what, info, exc_info=True, extra=info.fields())
