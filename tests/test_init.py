@@ -25,7 +25,7 @@ def test_a_new_project_runs_its_own_tests(tmp_path: Path, template: str) -> None
     assert made.returncode == 0, made.stderr
     app = tmp_path / "app"
     assert {p.name for p in app.iterdir()} >= {"wrangler.toml", "worker.py", "test_worker.py"}
-    assert f"stateroom dev {Path('app')}" in made.stdout
+    assert f"stateroom dev {Path('app')}" in made.stderr  # the log
     # The project's tests, through the installed pytest plugin, in the new folder alone.
     tests = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=app)
     assert tests.returncode == 0, tests.stdout + tests.stderr

@@ -33,6 +33,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "stateroom.api.responses",
         # The event interface: the server's only way to the application.
         "stateroom.runtime.interface",
+        # A request's id and the object it reached, for logs and error pages.
+        "stateroom.runtime.trace",
     ),
 }
 

@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from stateroom import logs
 from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
@@ -135,6 +136,19 @@ def _parser() -> argparse.ArgumentParser:
             help="seconds before the first retry of a failed alarm() (doubles each retry)",
         )
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+        p.add_argument(
+            "--log-format",
+            default="text",
+            choices=["text", "json"],
+            help="json: one JSON object per line (level, logger, message, object, request id)",
+        )
+        p.add_argument(
+            "--access-log",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="log each request (method, path, status, duration) on stateroom.access "
+            "(default: on in dev, off in serve)",
+        )
     init = sub.add_parser(
         "init",
         help="make a new project from a template (with a test that passes)",
@@ -149,13 +163,13 @@ def _init(directory: str, template: str) -> int:
     try:
         made = init_project(directory, template)
     except ProjectExistsError as exc:
-        print(f"stateroom init: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         return 2
     where = Path(directory)
-    print(f"made {len(made)} files in {where} from the {template} template:")
+    logger.info("made %d files in %s from the %s template:", len(made), where, template)
     for path in made:
-        print(f"  {path}")
-    print(f"next: stateroom dev {where}    (and: cd {where} && pytest)")
+        logger.info("  %s", path)
+    logger.info("next: stateroom dev %s    (and: cd %s && pytest)", where, where)
     return 0
 
 
@@ -186,11 +200,10 @@ def _tune_malloc() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "init":
+        logs.configure("info", "text")
         return _init(args.directory, args.template)
     _tune_malloc()
-    logging.basicConfig(
-        level=args.log_level.upper(), format="stateroom: %(message)s", stream=sys.stderr
-    )
+    logs.configure(args.log_level, args.log_format)
     _report_build()
     try:
         if args.command == "test":
@@ -272,6 +285,9 @@ async def _serve(args: argparse.Namespace) -> None:
         send_timeout=args.send_timeout,
         max_send_buffer=args.max_send_buffer,
         allowed_origins=config.allowed_origins,
+        # Tracebacks in 500s are for development only: serve logs them with a request id.
+        debug_errors=args.command == "dev",
+        access_log=args.command == "dev" if args.access_log is None else args.access_log,
     )
     if args.in_memory:
         backend = SqliteBackend(in_memory=True)

@@ -15,7 +15,15 @@ def _to_bytes(body: BodyInit) -> bytes:
         return b""
     if isinstance(body, str):
         return body.encode("utf-8")
-    return bytes(body)
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    # bytes(5) would be five zero bytes, bytes({...}) a confusing message: say what works.
+    kind = type(body).__name__
+    hint = " (for JSON, use Response.json(value))" if isinstance(body, dict | list) else ""
+    raise TypeError(
+        f"A body of type {kind} is not supported: use str, bytes, bytearray, memoryview "
+        f"or None{hint}."
+    )
 
 
 class Request:

@@ -43,6 +43,7 @@ from stateroom.runtime.hibernation import (
 from stateroom.runtime.interface import Events, SocketSink
 from stateroom.runtime.interface import Message as Message
 from stateroom.runtime.interface import SocketSink as WebSocketSink
+from stateroom.runtime.trace import log_uncaught
 
 if TYPE_CHECKING:
     from stateroom.api.requests import Request
@@ -374,7 +375,7 @@ def _call_listener(host: ActorHost, listener: Listener, event: MessageEvent) -> 
     try:
         result = listener(event)
     except Exception:
-        logger.exception("Uncaught exception in a WebSocket message handler")
+        log_uncaught(logger, host, "a WebSocket message handler")
         return
     if _awaitable(result):
         host.start(result)

@@ -26,6 +26,7 @@ from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetErr
 from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.runtime.trace import describe, log_uncaught
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
 
@@ -252,7 +253,7 @@ class ActorHost:
             if pending is not None:
                 self.start(pending)
         except Exception:
-            logger.exception("Uncaught exception in a WebSocket %s handler", kind)
+            log_uncaught(logger, self, f"a WebSocket {kind} handler")
         finally:
             current_host.reset(token)
 
@@ -276,7 +277,13 @@ class ActorHost:
     def _spawned_done(self, task: asyncio.Task[Any]) -> None:
         self._busy -= 1
         if not task.cancelled() and task.exception() is not None:
-            logger.error("Uncaught exception in a Durable Object task", exc_info=task.exception())
+            info = describe(self)
+            logger.error(
+                "Uncaught exception in a task of %s",
+                info,
+                exc_info=task.exception(),
+                extra=info.fields(),
+            )
         self._became_idle()
 
     def _block_failed(self, exc: BaseException) -> None:

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from stateroom.runtime.channel import AlarmInvocationInfo as AlarmInvocationInfo
+from stateroom.runtime.trace import ObjectInfo
 
 if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
@@ -65,19 +66,31 @@ class AlarmScheduler:
         try:
             await self.namespace.channel(object_id).alarm(when_ms, retry)
         except Exception:
+            info = self._describe(object_id)
             if retry >= MAX_RETRIES:
-                logger.exception("alarm() of %s failed %d times; giving up", object_id, retry + 1)
+                logger.exception(
+                    "alarm() of %s failed %d times; giving up",
+                    info,
+                    retry + 1,
+                    extra=info.fields(),
+                )
                 await self._give_up(object_id, when_ms)
                 return
             delay = self.namespace.options.alarm_retry_delay * 2**retry
             logger.warning(
                 "alarm() of %s raised; retry %d in %.1fs",
-                object_id,
+                info,
                 retry + 1,
                 delay,
                 exc_info=True,
+                extra=info.fields(),
             )
             self._schedule(object_id, when_ms, retry + 1, delay)
+
+    def _describe(self, object_id: DurableObjectId) -> ObjectInfo:
+        host = self.namespace.hosts.get(object_id.hex)
+        name = host.id.name if host is not None else object_id.name
+        return ObjectInfo(self.namespace.cls.__name__, name, object_id.hex)
 
     async def _give_up(self, object_id: DurableObjectId, when_ms: int) -> None:
         try:

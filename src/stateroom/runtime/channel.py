@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stateroom.runtime.context import current_host
+from stateroom.runtime.trace import note_object, tag_exception
 
 if TYPE_CHECKING:
     from stateroom.api.entrypoints import DurableObject
@@ -67,11 +68,21 @@ class LocalChannel:
 
     async def fetch(self, request: Request) -> Response:
         host = self.namespace.host(self.object_id)
-        return await host.run(functools.partial(_fetch, request))
+        note_object(host)
+        try:
+            return await host.run(functools.partial(_fetch, request))
+        except Exception as exc:
+            tag_exception(exc, host)
+            raise
 
     async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         host = self.namespace.host(self.object_id)
-        return await host.run(functools.partial(_call, method, args, kwargs))
+        note_object(host)
+        try:
+            return await host.run(functools.partial(_call, method, args, kwargs))
+        except Exception as exc:
+            tag_exception(exc, host)
+            raise
 
     async def get(self, name: str) -> Any:
         host = self.namespace.host(self.object_id)
@@ -79,7 +90,11 @@ class LocalChannel:
 
     async def alarm(self, when_ms: int, retry: int) -> None:
         host = self.namespace.host(self.object_id)
-        await host.run(functools.partial(_alarm, when_ms, retry))
+        try:
+            await host.run(functools.partial(_alarm, when_ms, retry))
+        except Exception as exc:
+            tag_exception(exc, host)
+            raise
 
     async def clear_alarm(self, when_ms: int) -> None:
         host = self.namespace.host(self.object_id)

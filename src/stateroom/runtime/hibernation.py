@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import COROUTINE
+from stateroom.runtime.trace import log_uncaught
 
 if TYPE_CHECKING:
     from stateroom.api.websockets import WebSocket
@@ -216,14 +217,14 @@ class HibernationManager:
                 self.no_message_handler = type(obj)
                 self.deliver(record, "message", (message,))
             else:
-                logger.exception("Uncaught exception in webSocketMessage()")
+                log_uncaught(logger, host, "webSocketMessage()")
             return
         try:
             # Handlers are async def: knowing their result by type spares a hasattr().
             if result is not None and (type(result) is COROUTINE or hasattr(result, "__await__")):
                 host.start(result)
         except Exception:
-            logger.exception("Uncaught exception in webSocketMessage()")
+            log_uncaught(logger, host, "webSocketMessage()")
 
     def deliver(self, record: HibernatableSocket, kind: str, args: tuple[Any, ...]) -> None:
         """An event for a hibernatable socket: answered here, delivered now, or queued."""
@@ -259,7 +260,7 @@ class HibernationManager:
             if pending is not None:
                 host.start(pending)
         except Exception:
-            logger.exception("Uncaught exception in a WebSocket %s handler", kind)
+            log_uncaught(logger, host, f"a WebSocket {kind} handler")
         finally:
             current_host.reset(token)
 

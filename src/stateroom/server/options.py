@@ -35,3 +35,7 @@ class ServerOptions:
     shutdown_grace: float = 10.0
     # Browser origins allowed to open WebSockets (None: any); from wrangler.toml.
     allowed_origins: tuple[str, ...] | None = None
+    # `stateroom dev`: an uncaught exception answers 500 with its traceback (never in serve).
+    debug_errors: bool = False
+    # One log line per request on the ``stateroom.access`` logger (dev: on; serve: off).
+    access_log: bool = False
