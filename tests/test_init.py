@@ -38,3 +38,13 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
     made = _run("-m", "stateroom", "init", "app", cwd=tmp_path)
     assert made.returncode == 2 and "is not empty" in made.stderr
     assert (tmp_path / "app" / "mine.py").read_text() == "keep me"
+
+
+def test_the_websocket_server_template_is_the_example() -> None:
+    """The template ships inside the package (examples/ does not): the two copies of
+    Cloudflare's example must not drift apart."""
+    root = Path(__file__).resolve().parent.parent
+    template = root / "src" / "stateroom" / "templates" / "websocket-server"
+    example = root / "examples" / "websocket-server"
+    for name in ("worker.py", "wrangler.toml"):
+        assert (template / name).read_bytes() == (example / name).read_bytes(), name
