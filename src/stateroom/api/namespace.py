@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import inspect
 import os
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from stateroom.api.requests import Request
@@ -166,11 +166,7 @@ class DurableObjectStub:
 
     async def fetch(self, input: Request | str, **init: Any) -> Response:
         request = input if isinstance(input, Request) and not init else Request(input, **init)
-        try:
-            response: object = await self._channel.fetch(request)
-        except Exception as exc:
-            _describe(exc)
-            raise
+        response: object = await _remote(self._channel.fetch(request))
         if not isinstance(response, Response):
             raise TypeError(
                 f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
@@ -202,23 +198,14 @@ class _RpcMethod:
         return RpcPromise(self._call(*copied))
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        try:
-            result = await self._stub._channel.call(self._method, args, kwargs)
-        except Exception as exc:
-            _describe(exc)
-            raise
+        result = await _remote(self._stub._channel.call(self._method, args, kwargs))
         return clone(result, _BY_REFERENCE)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._read().__await__()
 
     async def _read(self) -> Any:
-        try:
-            value = await self._stub._channel.get(self._method)
-        except Exception as exc:
-            _describe(exc)
-            raise
-        return clone(value, _BY_REFERENCE)
+        return clone(await _remote(self._stub._channel.get(self._method)), _BY_REFERENCE)
 
 
 class RpcPromise:
@@ -280,6 +267,15 @@ class _Pipelined:
         if name.startswith("_"):
             raise AttributeError(name)
         return _Pipelined(RpcPromise(self._read()), name)
+
+
+async def _remote(call: Awaitable[Any]) -> Any:
+    """Await a channel call; an error it raises gets Cloudflare's properties first."""
+    try:
+        return await call
+    except Exception as exc:
+        _describe(exc)
+        raise
 
 
 def _describe(error: BaseException) -> None:

@@ -501,7 +501,7 @@ class HttpConnection(asyncio.Protocol):
             answer = error_response(status, body, order=order)
         self._stalled = b""  # read nothing more: the connection ends after this answer
         self._pause_reading()
-        if self._queue or (self._task is not None and not self._task.done()):
+        if self._answering():
             self._queue.append(_Pending(None, "1.1", False, False, error=answer))
             if self._task is None or self._task.done():
                 self._task = self.loop.create_task(self._process())
@@ -531,7 +531,7 @@ class HttpConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Server is stopping: close now if idle, else after the current response."""
-        if not self._queue and (self._task is None or self._task.done()):
+        if not self._answering():
             self._close()
 
     def _pause_reading(self) -> None:
@@ -555,7 +555,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self._queue or (self._task is not None and not self._task.done()):
+        if self._answering():
             return
         logger.debug("Closing idle or slow HTTP connection")
         if self.transport is not None:
