@@ -16,7 +16,8 @@ HOT_SOURCES := src/stateroom/compiled.py $(shell $(PYTHON) -c "import runpy; \
 	for m in runpy.run_path('src/stateroom/compiled.py')['HOT_MODULES']))")
 PURE := build/pure
 
-$(STAMP): pyproject.toml setup.py $(HOT_SOURCES) src/stateroom/protocol/_unmask.c
+$(STAMP): pyproject.toml setup.py $(HOT_SOURCES) src/stateroom/protocol/_unmask.c \
+		src/stateroom/storage/_logwriter.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

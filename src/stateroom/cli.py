@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import inspect
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -24,7 +25,8 @@ from stateroom.runtime.options import RuntimeOptions
 from stateroom.scaffold import TEMPLATES, ProjectExistsError, init_project
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
-from stateroom.storage.sqlite import SqliteBackend
+from stateroom.storage.backend import StorageBackend
+from stateroom.storage.choice import open_backend
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
@@ -128,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
             "--in-memory",
             action="store_true",
             help="keep Durable Object storage in memory only (lost on exit; for tests)",
+        )
+        p.add_argument(
+            "--storage",
+            default=os.environ.get("STATEROOM_STORAGE", "local"),
+            metavar="STORE",
+            help="where writes become durable: local (default: one group-committed log "
+            "beside the data), files (an fsync per object commit), memory "
+            "(env STATEROOM_STORAGE)",
         )
         p.add_argument(
             "--alarm-retry-delay",
@@ -289,10 +299,10 @@ async def _serve(args: argparse.Namespace) -> None:
         debug_errors=args.command == "dev",
         access_log=args.command == "dev" if args.access_log is None else args.access_log,
     )
-    if args.in_memory:
-        backend = SqliteBackend(in_memory=True)
-    else:
-        backend = SqliteBackend(Path(args.persist_to or config.root / ".stateroom"))
+    backend = open_backend(
+        "memory" if args.in_memory else args.storage,
+        args.persist_to or config.root / ".stateroom",
+    )
     runtime = WorkerRuntime(config, runtime_options, backend)
     runtime.start()
     server = Server(
@@ -351,7 +361,7 @@ def _snapshot(root: Path) -> dict[Path, float]:
 
 
 async def _watch(
-    server: Server, root: Path, env: str | None, options: RuntimeOptions, backend: SqliteBackend
+    server: Server, root: Path, env: str | None, options: RuntimeOptions, backend: StorageBackend
 ) -> None:
     """Reload the Worker when a .py file under its folder, its configuration or its
     .dev.vars changes."""
@@ -407,10 +417,9 @@ def _run_test(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _load(args)
-        backend = (
-            SqliteBackend(in_memory=True)
-            if args.in_memory or not args.persist_to
-            else SqliteBackend(Path(args.persist_to))
+        backend = open_backend(
+            "memory" if args.in_memory or not args.persist_to else args.storage,
+            args.persist_to,
         )
         runtime = WorkerRuntime(
             config,

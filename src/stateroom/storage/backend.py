@@ -21,8 +21,9 @@ What a backend must guarantee
 * **Transactions.** ``begin()`` starts a transaction; everything until
   ``commit()`` or ``rollback()`` is atomic. Savepoints nest inside it. Reads
   inside a transaction see its own uncommitted writes.
-* **Durability on commit.** When ``commit()`` returns, the transaction survives
-  process death (``kill -9``) and power loss. If it raises, the transaction may
+* **Durability on commit.** When ``commit()`` returns None, or once the
+  ``Pending`` it returns completes, the transaction survives process death
+  (``kill -9``) and power loss. If it raises, the transaction may
   or may not have become durable, and the caller treats the object as broken.
 * **Key order.** KV keys compare by their UTF-8 bytes (Cloudflare's order),
   which is also code point order.
@@ -41,6 +42,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stateroom.storage.log import Pending
 
 __all__ = [
     "RESERVED_PREFIXES",
@@ -125,8 +130,14 @@ class ObjectStore(ABC):
         """Start a transaction (it may start as a read and become a write)."""
 
     @abstractmethod
-    def commit(self) -> None:
-        """Make the open transaction durable; return only once it is."""
+    def commit(self) -> Pending | None:
+        """Commit the open transaction.
+
+        Returns None once it is durable, or, for a store backed by a commit log,
+        the log's ``Pending`` record: the commit is visible to this store at once
+        and durable when the record completes (nothing that depends on it may
+        leave the object before that).
+        """
 
     @abstractmethod
     def rollback(self) -> None:

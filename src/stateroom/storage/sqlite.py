@@ -44,6 +44,7 @@ from stateroom.storage.errors import (
     StorageError,
     StoreInUseError,
 )
+from stateroom.storage.log import Pending
 
 __all__ = ["SqliteBackend", "SqliteObjectStore", "split_statements"]
 
@@ -380,12 +381,16 @@ class SqliteObjectStore(ObjectStore):
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.in_transaction
+        return not self._closed and self._conn.in_transaction
 
     def begin(self) -> None:
         self._run("BEGIN" + _INTERNAL)
 
-    def commit(self) -> None:
+    def commit(self) -> Pending | None:
+        self._commit()
+        return None
+
+    def _commit(self) -> None:
         self._run("COMMIT" + _INTERNAL)
         if self._vacuum_after_commit:
             self._vacuum_after_commit = False
@@ -768,7 +773,7 @@ class SqliteBackend(StorageBackend):
         self._memory.clear()
 
 
-def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
+def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.Connection:
     # isolation_level=None: the sqlite3 module never BEGINs or COMMITs on its own;
     # the storage layer decides. timeout=0: a locked file fails at once instead
     # of stalling the event loop. check_same_thread=False: the runtime may move
@@ -788,7 +793,14 @@ def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not enable WAL mode (got {mode!r})")
-            conn.execute("PRAGMA synchronous = FULL")
+            if logged:
+                # The commit log makes commits durable (log_backend.py): no fsync of our
+                # own, and no checkpoint but the backend's, once the log holds the frames.
+                conn.execute("PRAGMA synchronous = OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute("PRAGMA journal_size_limit = 1048576")
+            else:
+                conn.execute("PRAGMA synchronous = FULL")
         _check_format(conn)
         for limit, value in SQL_LIMITS.items():
             conn.setlimit(limit, value)
