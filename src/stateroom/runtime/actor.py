@@ -218,6 +218,12 @@ class ActorHost:
         self._cancel_idle()
         token = current_host.set(self)
         try:
+            if self.instance is None:
+                ns = self.namespace
+                preparing = ns.backend.prepare(ns.storage_name, self.id.hex)
+                if preparing is not None:
+                    # The object's data comes from elsewhere first (a remote log).
+                    await preparing
             instance = self.activate()
             if input_gate.depth:
                 # The constructor started blockConcurrencyWhile(): this event waits too.

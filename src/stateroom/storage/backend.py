@@ -40,7 +40,7 @@ What a backend must guarantee
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -240,6 +240,15 @@ class StorageBackend(ABC):
         ``namespace`` names the Durable Object class or namespace (a safe path
         component); ``object_id`` is the object's id in lowercase hex.
         """
+
+    def prepare(self, namespace: str, object_id: str) -> Awaitable[None] | None:
+        """What must finish before the object's instance is constructed, or None.
+
+        A backend whose durable copy is elsewhere (a remote commit log) fences the
+        object's previous activation and restores its data here; the local default
+        has nothing to do. The runtime awaits the result before the constructor.
+        """
+        return None
 
     @abstractmethod
     def stored_objects(self, namespace: str) -> list[str]:

@@ -37,13 +37,14 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections.abc import Awaitable
 from pathlib import Path
 
 from stateroom.storage.errors import StorageError, StoreInUseError
 from stateroom.storage.local_log import LocalCommitLog
 from stateroom.storage.log import CommitLog, LogRecord, Pending
 from stateroom.storage.sqlite import SqliteBackend, SqliteObjectStore, _connect, _make_dirs
-from stateroom.storage.wal import WAL_HEADER, WalTail, apply_to_file
+from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file
 
 __all__ = ["LoggedObjectStore", "LoggedSqliteBackend"]
 
@@ -124,16 +125,25 @@ class LoggedSqliteBackend(SqliteBackend):
         self._checkpointing = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed_backend = False
+        # Objects this process holds an epoch for (remote logs): their files are current.
+        self._epochs: dict[tuple[str, str], int] = {}
+        self._preparing: dict[tuple[str, str], asyncio.Future[None]] = {}
         try:
             if log is None:
                 local = LocalCommitLog(self.data_dir / LOG_DIRECTORY)
                 self._recover(local)
                 local.start()
                 log = local
+            else:
+                # The durable copy is the remote log: local files are a cache, and
+                # anything left from an earlier run may be stale.
+                for stale in self.data_dir.glob("*/*.sqlite3*"):
+                    stale.unlink()
             self.log = log
         except BaseException:
             os.close(self._lock_fd)
             raise
+        self.remote = not isinstance(log, LocalCommitLog)
 
     # -- recovery -------------------------------------------------------------------
 
@@ -172,6 +182,47 @@ class LoggedSqliteBackend(SqliteBackend):
             log.checkpoint(log.appended)
         self._checkpointed = log.appended
 
+    # -- activation (remote logs) ----------------------------------------------------
+
+    def prepare(self, namespace: str, object_id: str) -> Awaitable[None] | None:
+        if not self.remote:
+            return None
+        key = (namespace, object_id)
+        if key in self._epochs:
+            return None
+        future = self._preparing.get(key)
+        if future is None:
+            task = asyncio.ensure_future(self._prepare(key))
+            self._preparing[key] = task
+            task.add_done_callback(lambda _: self._preparing.pop(key, None))
+            future = task
+        return future
+
+    async def _prepare(self, key: tuple[str, str]) -> None:
+        """Fence earlier activations, then rebuild the local file from the log."""
+        epoch = await self.log.acquire(*key)
+        restored = await self.log.restore(*key)
+        path = self.path_for(*key)
+
+        def rebuild() -> None:
+            _make_dirs(path.parent)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if restored is None or (not restored.snapshot and not restored.records):
+                path.unlink(missing_ok=True)
+                return
+            image = bytearray(restored.snapshot)
+            for record in restored.records:
+                apply(image, record.frames, record.page_size)
+            tmp = path.with_name(path.name + ".restore")
+            tmp.write_bytes(image)
+            os.replace(tmp, path)
+
+        if key in self._entries:
+            raise StoreInUseError(f"object {key[0]}/{key[1]} is open while being restored")
+        await asyncio.get_running_loop().run_in_executor(None, rebuild)
+        self._epochs[key] = epoch
+
     # -- opening and closing -------------------------------------------------------
 
     def open(self, namespace: str, object_id: str) -> LoggedObjectStore:
@@ -191,6 +242,16 @@ class LoggedSqliteBackend(SqliteBackend):
                 _make_dirs(path.parent)
             conn = _connect(str(path), exclusive=True, logged=True)
             entry = self._entries[key] = _Entry(key, path, conn)
+            if self.remote:
+                epoch = self._epochs.get(key)
+                if epoch is None:
+                    conn.close()
+                    del self._entries[key]
+                    raise StorageError(
+                        f"object {namespace}/{object_id} was not prepared: a remote log "
+                        "needs backend.prepare() before the object's storage opens"
+                    )
+                entry.epoch = epoch
             entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
             if is_new:
                 self._dirty_files = True
@@ -234,6 +295,17 @@ class LoggedSqliteBackend(SqliteBackend):
         """Bring a poisoned object's file back to its last durable commit, and close it."""
         self._entries.pop(entry.key, None)
         path = entry.path
+        if self.remote:
+            # The log has the durable state: drop the cache; the next activation
+            # takes a new epoch and restores.
+            self._epochs.pop(entry.key, None)
+            try:
+                entry.conn.close()
+            finally:
+                os.close(entry.wal_fd)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return
         copy = path.with_name(path.name + ".repair")
         try:
             shutil.copyfile(path, copy)

@@ -786,6 +786,13 @@ def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.C
         if target != ":memory:":
             if exclusive:
                 conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            if logged:
+                # The commit log makes commits durable (log_backend.py): no fsync of our
+                # own (set first: switching to WAL would sync), and no checkpoint but the
+                # backend's, once the log holds the frames.
+                conn.execute("PRAGMA synchronous = OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute("PRAGMA journal_size_limit = 1048576")
             fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
             if fresh:
                 # Only possible before the first table: lets deleteAll() give space back.
@@ -793,13 +800,7 @@ def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.C
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not enable WAL mode (got {mode!r})")
-            if logged:
-                # The commit log makes commits durable (log_backend.py): no fsync of our
-                # own, and no checkpoint but the backend's, once the log holds the frames.
-                conn.execute("PRAGMA synchronous = OFF")
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-                conn.execute("PRAGMA journal_size_limit = 1048576")
-            else:
+            if not logged:
                 conn.execute("PRAGMA synchronous = FULL")
         _check_format(conn)
         for limit, value in SQL_LIMITS.items():
