@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Awaitable
 from pathlib import Path
 
@@ -53,6 +54,7 @@ logger = logging.getLogger(__name__)
 LOG_DIRECTORY = ".commit-log"  # a dot: no namespace can be named like it
 _CHECKPOINT_BYTES = 32 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 30.0
+_MAX_OPEN = 256  # open SQLite connections (each ~150 KiB and 3 file descriptors)
 _WAL_CHECKPOINT_BYTES = 256 * 1024  # an object's WAL is copied into its file past this
 
 
@@ -65,7 +67,9 @@ class _Entry:
         "epoch",
         "first_position",
         "inflight",
+        "is_new",
         "key",
+        "lru",
         "path",
         "poisoned",
         "store",
@@ -74,7 +78,14 @@ class _Entry:
         "wal_fd",
     )
 
+    def touch(self) -> None:
+        """Most recently used: last in the pool's eviction order."""
+        lru = self.lru
+        if lru is not None:
+            lru.move_to_end(self.key)
+
     def __init__(self, key: tuple[str, str], path: Path, conn: sqlite3.Connection) -> None:
+        self.lru: OrderedDict[tuple[str, str], _Entry] | None = None
         self.key = key
         self.path = path
         self.conn = conn
@@ -87,17 +98,53 @@ class _Entry:
         self.wal_dirty = False  # the WAL holds frames not checkpointed into the file
         self.durable_wal_end = 0  # WAL offset after the last durable record
         self.poisoned = False  # a record failed: the WAL holds non-durable commits
+        self.is_new = False  # the file did not exist before this connection
 
 
 class LoggedObjectStore(SqliteObjectStore):
-    """An object's SQLite database whose commits the backend's log makes durable."""
+    """An object's SQLite database whose commits the backend's log makes durable.
 
-    _entry: _Entry
+    Its connection comes from the backend's bounded pool: an idle store may lose it
+    (``_detach``) and gets it back, reopened, on its next call.
+    """
+
+    _entry: _Entry | None
+    _live: sqlite3.Connection | None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = self._live
+        if conn is None:
+            backend = self._backend
+            assert isinstance(backend, LoggedSqliteBackend)
+            conn = backend._reattach(self)
+        else:
+            entry = self._entry
+            if entry is not None:
+                entry.touch()
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection) -> None:
+        self._live = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return not self._closed and self._live is not None and self._live.in_transaction
+
+    def close(self) -> None:
+        if self._live is None and not self._closed:
+            self._closed = True  # detached by the pool: nothing open to roll back
+            backend = self._backend
+            assert isinstance(backend, LoggedSqliteBackend)
+            backend._release(self)
+            return
+        super().close()
 
     def commit(self) -> Pending | None:
         self._commit()
         backend = self._backend
-        assert isinstance(backend, LoggedSqliteBackend)
+        assert isinstance(backend, LoggedSqliteBackend) and self._entry is not None
         return backend._captured(self._entry)
 
 
@@ -112,8 +159,12 @@ class LoggedSqliteBackend(SqliteBackend):
         log: CommitLog | None = None,
         checkpoint_bytes: int = _CHECKPOINT_BYTES,
         checkpoint_interval: float = _CHECKPOINT_INTERVAL,
+        max_open: int = _MAX_OPEN,
     ) -> None:
         super().__init__(data_dir)
+        # Open connections, least recently used first: at most max_open (2 fds each).
+        self.max_open = max_open
+        self._lru: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         assert self.data_dir is not None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.data_dir)
@@ -236,36 +287,88 @@ class LoggedSqliteBackend(SqliteBackend):
             self._repair(entry)
             entry = None
         if entry is None:
-            path = self.path_for(namespace, object_id)
-            is_new = not path.exists()
-            if is_new:
-                _make_dirs(path.parent)
-            conn = _connect(str(path), exclusive=True, logged=True)
-            entry = self._entries[key] = _Entry(key, path, conn)
-            if self.remote:
-                epoch = self._epochs.get(key)
-                if epoch is None:
-                    conn.close()
-                    del self._entries[key]
-                    raise StorageError(
-                        f"object {namespace}/{object_id} was not prepared: a remote log "
-                        "needs backend.prepare() before the object's storage opens"
-                    )
-                entry.epoch = epoch
-            entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
-            if is_new:
-                self._dirty_files = True
-            store = LoggedObjectStore(conn, namespace, object_id, backend=self)
-            store._entry = entry
-            entry.store = store
-            # The file's own first commit (its format marks) is a commit like any other.
-            self._captured(entry)
+            store = LoggedObjectStore.__new__(LoggedObjectStore)
+            store._live = None
+            store._entry = None
+            entry = self._attach(store, namespace, object_id)
+            SqliteObjectStore.__init__(store, entry.conn, namespace, object_id, backend=self)
+            if entry.is_new:
+                # The file's own first commit (its format marks) is a commit like any other.
+                self._captured(entry)
         else:
-            store = LoggedObjectStore(entry.conn, namespace, object_id, backend=self)
+            store = LoggedObjectStore.__new__(LoggedObjectStore)
+            store._live = None
+            store._entry = None
+            SqliteObjectStore.__init__(store, entry.conn, namespace, object_id, backend=self)
             store._entry = entry
             entry.store = store
+            entry.touch()
         self._open[key] = store
         return store
+
+    def _attach(self, store: LoggedObjectStore, namespace: str, object_id: str) -> _Entry:
+        """Open the object's connection (making room in the pool) and bind it to ``store``."""
+        key = (namespace, object_id)
+        self._make_room()
+        path = self.path_for(namespace, object_id)
+        is_new = not path.exists()
+        if is_new:
+            _make_dirs(path.parent)
+        epoch = 0
+        if self.remote:
+            found = self._epochs.get(key)
+            if found is None:
+                raise StorageError(
+                    f"object {namespace}/{object_id} was not prepared: a remote log "
+                    "needs backend.prepare() before the object's storage opens"
+                )
+            epoch = found
+        conn = _connect(str(path), exclusive=True, logged=True)
+        entry = self._entries[key] = _Entry(key, path, conn)
+        entry.epoch = epoch
+        entry.is_new = is_new
+        entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
+        if is_new:
+            self._dirty_files = True
+        entry.store = store
+        store._entry = entry
+        store._live = conn
+        entry.lru = self._lru
+        self._lru[key] = entry
+        return entry
+
+    def _reattach(self, store: LoggedObjectStore) -> sqlite3.Connection:
+        """A store whose connection the pool closed is used again: reopen it."""
+        if store._closed:
+            raise StorageError("the object's storage is closed")
+        entry = self._attach(store, store.namespace, store.object_id)
+        entry.conn.set_authorizer(store._authorize)
+        store._forget_tables()
+        return entry.conn
+
+    def _make_room(self, limit: int | None = None) -> None:
+        """Close least recently used idle connections until one more fits (or, with
+        ``limit``, until at most that many are open)."""
+        lru = self._lru
+        bound = self.max_open - 1 if limit is None else limit
+        if len(lru) <= bound:
+            return
+        for entry in list(lru.values()):
+            if len(lru) <= bound:
+                return
+            store = entry.store
+            if entry.inflight or entry.poisoned or store is None or store.in_transaction:
+                continue  # busy: records in flight, or a transaction open
+            self._detach(entry)
+
+    def _detach(self, entry: _Entry) -> None:
+        """Close an idle store's connection (it reopens on its next call)."""
+        store = entry.store
+        assert store is not None
+        store._live = None
+        store._entry = None
+        entry.store = None
+        self._finish(entry)
 
     def _release(self, store: SqliteObjectStore) -> None:
         key = (store.namespace, store.object_id)
@@ -284,6 +387,7 @@ class LoggedSqliteBackend(SqliteBackend):
             self._repair(entry)
             return
         del self._entries[entry.key]
+        self._lru.pop(entry.key, None)
         try:
             entry.conn.close()  # checkpoints the WAL into the file: every frame is durable
         finally:
@@ -294,6 +398,7 @@ class LoggedSqliteBackend(SqliteBackend):
     def _repair(self, entry: _Entry) -> None:
         """Bring a poisoned object's file back to its last durable commit, and close it."""
         self._entries.pop(entry.key, None)
+        self._lru.pop(entry.key, None)
         path = entry.path
         if self.remote:
             # The log has the durable state: drop the cache; the next activation
@@ -359,6 +464,8 @@ class LoggedSqliteBackend(SqliteBackend):
                 return
             if entry.store is None:
                 self._finish(entry)
+            elif len(self._lru) > self.max_open:
+                self._make_room(self.max_open)  # over the bound while this one was busy
             elif (
                 entry.tail.offset >= _WAL_CHECKPOINT_BYTES
                 and not entry.poisoned
