@@ -326,3 +326,25 @@ def test_open_connections_are_a_bounded_pool(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert _read(tmp_path, f"{39:064x}", "v") == [2, 39]
+
+
+def test_idle_objects_give_their_connection_back(tmp_path: Path) -> None:
+    """A live object that is not used holds no open file after ``idle_close``."""
+
+    async def main() -> None:
+        backend = LoggedSqliteBackend(tmp_path, idle_close=0.05)
+        objects = [DurableObjectStorage(backend.open("ns", f"{i:064x}")) for i in range(5)]
+        for storage in objects:
+            await storage.put("k", "v")
+        await asyncio.gather(*(s.flush() for s in objects))
+        for _ in range(200):  # bounded: the sweep runs every idle_close / 2
+            if not backend._lru:
+                break
+            await asyncio.sleep(0.01)
+        assert not backend._lru
+        assert [await s.get("k") for s in objects] == ["v"] * 5
+        for storage in objects:
+            storage.close()
+        backend.close()
+
+    asyncio.run(main())

@@ -9,6 +9,7 @@ import ctypes
 import inspect
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
@@ -277,8 +278,17 @@ def _add_import_paths(config: WorkerConfig) -> None:
             sys.path.insert(0, str(folder))
 
 
+def _raise_file_limit() -> None:
+    """Open files are sockets and object databases: take the hard limit, not the soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def _serve(args: argparse.Namespace) -> None:
     config = _load(args)
+    _raise_file_limit()
     runtime_options = RuntimeOptions(
         idle_timeout=args.idle_timeout,
         hibernation_timeout=args.hibernation_timeout,

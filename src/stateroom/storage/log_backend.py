@@ -30,13 +30,16 @@ One process owns a data directory (``.lock``); a second gets a clear error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import fcntl
 import logging
 import os
+import resource
 import shutil
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from pathlib import Path
@@ -54,7 +57,8 @@ logger = logging.getLogger(__name__)
 LOG_DIRECTORY = ".commit-log"  # a dot: no namespace can be named like it
 _CHECKPOINT_BYTES = 32 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 30.0
-_MAX_OPEN = 256  # open SQLite connections (each ~150 KiB and 3 file descriptors)
+_MAX_OPEN = 1024  # open SQLite connections (each ~150 KiB and 3 file descriptors)
+_IDLE_CLOSE = 10.0  # seconds an unused connection stays open
 _WAL_CHECKPOINT_BYTES = 256 * 1024  # an object's WAL is copied into its file past this
 
 
@@ -74,18 +78,14 @@ class _Entry:
         "poisoned",
         "store",
         "tail",
+        "used",
         "wal_dirty",
         "wal_fd",
     )
 
-    def touch(self) -> None:
-        """Most recently used: last in the pool's eviction order."""
-        lru = self.lru
-        if lru is not None:
-            lru.move_to_end(self.key)
-
     def __init__(self, key: tuple[str, str], path: Path, conn: sqlite3.Connection) -> None:
         self.lru: OrderedDict[tuple[str, str], _Entry] | None = None
+        self.used = time.monotonic()
         self.key = key
         self.path = path
         self.conn = conn
@@ -99,6 +99,13 @@ class _Entry:
         self.durable_wal_end = 0  # WAL offset after the last durable record
         self.poisoned = False  # a record failed: the WAL holds non-durable commits
         self.is_new = False  # the file did not exist before this connection
+
+    def touch(self) -> None:
+        """Most recently used: last in the pool's eviction order."""
+        lru = self.lru
+        if lru is not None:
+            lru.move_to_end(self.key)
+            self.used = time.monotonic()
 
 
 class LoggedObjectStore(SqliteObjectStore):
@@ -159,11 +166,15 @@ class LoggedSqliteBackend(SqliteBackend):
         log: CommitLog | None = None,
         checkpoint_bytes: int = _CHECKPOINT_BYTES,
         checkpoint_interval: float = _CHECKPOINT_INTERVAL,
-        max_open: int = _MAX_OPEN,
+        max_open: int | None = None,
+        idle_close: float = _IDLE_CLOSE,
     ) -> None:
         super().__init__(data_dir)
-        # Open connections, least recently used first: at most max_open (2 fds each).
-        self.max_open = max_open
+        # Open connections, least recently used first: at most max_open (3 fds each),
+        # and none unused for idle_close seconds (an idle object costs no connection).
+        self.max_open = _default_pool() if max_open is None else max_open
+        self.idle_close = idle_close
+        self._sweeper: asyncio.TimerHandle | None = None
         self._lru: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         assert self.data_dir is not None
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -335,7 +346,28 @@ class LoggedSqliteBackend(SqliteBackend):
         store._live = conn
         entry.lru = self._lru
         self._lru[key] = entry
+        if self._sweeper is None and self.idle_close > 0:
+            with contextlib.suppress(RuntimeError):  # no loop: nothing sweeps
+                self._sweeper = asyncio.get_running_loop().call_later(
+                    self.idle_close / 2, self._sweep
+                )
         return entry
+
+    def _sweep(self) -> None:
+        """Close connections unused for ``idle_close`` seconds."""
+        self._sweeper = None
+        if self._closed_backend:
+            return
+        cutoff = time.monotonic() - self.idle_close
+        for entry in list(self._lru.values()):
+            if entry.used > cutoff:
+                break
+            store = entry.store
+            if entry.inflight or entry.poisoned or store is None or store.in_transaction:
+                continue
+            self._detach(entry)
+        if self._lru:
+            self._sweeper = asyncio.get_running_loop().call_later(self.idle_close / 2, self._sweep)
 
     def _reattach(self, store: LoggedObjectStore) -> sqlite3.Connection:
         """A store whose connection the pool closed is used again: reopen it."""
@@ -579,6 +611,9 @@ class LoggedSqliteBackend(SqliteBackend):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for store in list(self._open.values()):
             store.close()
         log = self.log
@@ -613,6 +648,14 @@ def _wal_checkpoint(entry: _Entry) -> None:
     finally:
         if entry.store is not None:
             conn.set_authorizer(entry.store._authorize)
+
+
+def _default_pool() -> int:
+    """Connections the file-descriptor limit allows (3 each, a quarter kept for sockets)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_OPEN
+    return max(16, min(_MAX_OPEN, soft * 3 // 4 // 3))
 
 
 def _lock(data_dir: Path) -> int:
