@@ -223,6 +223,15 @@ class ObjectStore(ABC):
     def set_alarm(self, when_ms: int | None) -> None:
         """Store (or with None, clear) the alarm time."""
 
+    # -- name ---------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        """The name the object was addressed by (``idFromName``), if it was stored."""
+        return None
+
+    def set_name(self, name: str) -> None:  # noqa: B027 (optional: names help tools)
+        """Store the object's name, inside the open transaction."""
+
     # -- lifetime -----------------------------------------------------------
 
     @abstractmethod

@@ -80,6 +80,11 @@ _ALARM_PUT: Final = (
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
 )
 _ALARM_DELETE: Final = f"DELETE FROM {META_TABLE} WHERE key = 'alarm'" + _INTERNAL
+_NAME_GET: Final = f"SELECT value FROM {META_TABLE} WHERE key = 'name'" + _INTERNAL
+_NAME_PUT: Final = (
+    f"INSERT INTO {META_TABLE} (key, value) VALUES ('name', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
+)
 
 # Cloudflare's SQL limits for SQLite-backed Durable Objects.
 SQL_LIMITS: Final = {
@@ -613,6 +618,20 @@ class SqliteObjectStore(ObjectStore):
             return
         self._meta_ready(create=True)
         self._run(_ALARM_PUT, (int(when_ms),))
+
+    # -- name -------------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        if not self._meta_ready(create=False):
+            return None
+        row = self._run(_NAME_GET).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_name(self, name: str) -> None:
+        if self.get_name() == name:
+            return
+        self._meta_ready(create=True)
+        self._run(_NAME_PUT, (name,))
 
     # -- lifetime ---------------------------------------------------------------
 
