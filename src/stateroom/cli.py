@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from stateroom import logs
+from stateroom import logs, storage_commands
 from stateroom.api.websockets import LocalEvents
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
 from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
@@ -167,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("directory", nargs="?", default=".", help="a new or empty folder")
     init.add_argument("--template", choices=TEMPLATES, default="websocket-server")
+    storage_commands.add_parser(sub)
     return parser
 
 
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "init":
         logs.configure("info", "text")
         return _init(args.directory, args.template)
+    if args.command == "storage":
+        logs.configure("info", "text")
+        return storage_commands.run(args)
     _tune_malloc()
     logs.configure(args.log_level, args.log_format)
     _report_build()
