@@ -59,6 +59,7 @@ _CHECKPOINT_BYTES = 32 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 30.0
 _MAX_OPEN = 1024  # open SQLite connections (each ~150 KiB and 3 file descriptors)
 _IDLE_CLOSE = 10.0  # seconds an unused connection stays open
+_TRIM_AFTER = 32  # connections closed in one sweep that make the heap worth trimming
 _WAL_CHECKPOINT_BYTES = 256 * 1024  # an object's WAL is copied into its file past this
 
 
@@ -359,6 +360,7 @@ class LoggedSqliteBackend(SqliteBackend):
         if self._closed_backend:
             return
         cutoff = time.monotonic() - self.idle_close
+        closed = 0
         for entry in list(self._lru.values()):
             if entry.used > cutoff:
                 break
@@ -366,6 +368,11 @@ class LoggedSqliteBackend(SqliteBackend):
             if entry.inflight or entry.poisoned or store is None or store.in_transaction:
                 continue
             self._detach(entry)
+            closed += 1
+        if closed >= _TRIM_AFTER:
+            # Closed connections free their page caches inside the heap, where glibc keeps
+            # them; give them back, or idle objects would still cost their connection's RSS.
+            _trim_heap()
         if self._lru:
             self._sweeper = asyncio.get_running_loop().call_later(self.idle_close / 2, self._sweep)
 
@@ -673,6 +680,12 @@ def _lock(data_dir: Path) -> int:
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+
+
+def _trim_heap() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _sync_filesystem(directory: Path) -> None:
