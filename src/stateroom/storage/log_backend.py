@@ -39,6 +39,7 @@ import os
 import resource
 import shutil
 import sqlite3
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -47,7 +48,14 @@ from pathlib import Path
 from stateroom.storage.errors import StorageError, StoreInUseError
 from stateroom.storage.local_log import LocalCommitLog
 from stateroom.storage.log import CommitLog, LogRecord, Pending
-from stateroom.storage.sqlite import SqliteBackend, SqliteObjectStore, _connect, _make_dirs
+from stateroom.storage.sqlite import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SqliteBackend,
+    SqliteObjectStore,
+    _connect,
+    _make_dirs,
+)
 from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file
 
 __all__ = ["LoggedObjectStore", "LoggedSqliteBackend"]
@@ -67,6 +75,7 @@ class _Entry:
     """One object's open connection and what the log has of it."""
 
     __slots__ = (
+        "base",
         "conn",
         "durable_wal_end",
         "epoch",
@@ -100,6 +109,7 @@ class _Entry:
         self.durable_wal_end = 0  # WAL offset after the last durable record
         self.poisoned = False  # a record failed: the WAL holds non-durable commits
         self.is_new = False  # the file did not exist before this connection
+        self.base = b""  # template pages (as WAL frames) the first record must carry
 
     def touch(self) -> None:
         """Most recently used: last in the pool's eviction order."""
@@ -305,7 +315,8 @@ class LoggedSqliteBackend(SqliteBackend):
             entry = self._attach(store, namespace, object_id)
             SqliteObjectStore.__init__(store, entry.conn, namespace, object_id, backend=self)
             if entry.is_new:
-                # The file's own first commit (its format marks) is a commit like any other.
+                # The new file's pages are logged at once, written or not, so the log alone
+                # can always rebuild it.
                 self._captured(entry)
         else:
             store = LoggedObjectStore.__new__(LoggedObjectStore)
@@ -326,6 +337,11 @@ class LoggedSqliteBackend(SqliteBackend):
         is_new = not path.exists()
         if is_new:
             _make_dirs(path.parent)
+            # A copy of an empty database already in WAL mode with stateroom's marks:
+            # much cheaper than letting SQLite create one (its switch to WAL mode alone
+            # creates, writes and deletes a rollback journal).
+            with open(path, "xb") as file:
+                file.write(_template())
         epoch = 0
         if self.remote:
             found = self._epochs.get(key)
@@ -339,6 +355,8 @@ class LoggedSqliteBackend(SqliteBackend):
         entry = self._entries[key] = _Entry(key, path, conn)
         entry.epoch = epoch
         entry.is_new = is_new
+        if is_new:
+            entry.base = _template_frames()
         entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
         if is_new:
             self._dirty_files = True
@@ -478,13 +496,21 @@ class LoggedSqliteBackend(SqliteBackend):
 
     def _captured(self, entry: _Entry) -> Pending | None:
         frames = entry.tail.capture(entry.wal_fd)
+        page_size = entry.tail.page_size
+        base = entry.base
+        if base:
+            # A new file starts as a copy of the template, whose pages never went through
+            # the WAL: they lead its first record (recovery and restores need them).
+            entry.base = b""
+            frames = base + frames
+            page_size = _TEMPLATE_PAGE_SIZE
         if not frames:
             return None
         entry.wal_dirty = True
         wal_end = entry.tail.offset
         try:
             pending = self.log.append(
-                LogRecord(entry.key[0], entry.key[1], entry.epoch, entry.tail.page_size, frames)
+                LogRecord(entry.key[0], entry.key[1], entry.epoch, page_size, frames)
             )
         except BaseException:
             entry.poisoned = True
@@ -655,6 +681,42 @@ def _wal_checkpoint(entry: _Entry) -> None:
     finally:
         if entry.store is not None:
             conn.set_authorizer(entry.store._authorize)
+
+
+_TEMPLATE_PAGE_SIZE = 4096
+_template_image: bytes | None = None
+
+
+def _template() -> bytes:
+    """An empty object database: WAL mode, stateroom's application id and format, and
+    incremental auto-vacuum (what ``sqlite._connect`` gives a new file)."""
+    global _template_image
+    if _template_image is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute(f"PRAGMA page_size = {_TEMPLATE_PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("VACUUM")  # lays out the auto-vacuum pages of an empty database
+            image = bytearray(conn.serialize())
+        finally:
+            conn.close()
+        image[18:20] = b"\x02\x02"  # file format: WAL
+        _template_image = bytes(image)
+    return _template_image
+
+
+def _template_frames() -> bytes:
+    """The template as WAL frames (the last one marked as the commit)."""
+    image = _template()
+    count = len(image) // _TEMPLATE_PAGE_SIZE
+    frames = []
+    for index in range(count):
+        commit = count if index == count - 1 else 0
+        frames.append(struct.pack(">IIII", index + 1, commit, 0, 0) + bytes(8))
+        frames.append(image[index * _TEMPLATE_PAGE_SIZE : (index + 1) * _TEMPLATE_PAGE_SIZE])
+    return b"".join(frames)
 
 
 def _default_pool() -> int:
