@@ -143,3 +143,7 @@ class CommitLog(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush everything appended, wait until it is durable, and release the log."""
+
+    async def aclose(self) -> None:
+        """``close()`` on the event loop (a remote log settles its records there)."""
+        self.close()

@@ -638,15 +638,39 @@ class LoggedSqliteBackend(SqliteBackend):
             self.checkpoint_now()
         return count
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """``close()`` for a server on its event loop: a remote log settles its records
+        there (their completions must run before the files are finished)."""
+        if not self.remote:
+            self.close()
+            return
         if self._closed_backend:
             return
+        self._stop_timers()
+        for store in list(self._open.values()):
+            store.close()
+        await self.log.aclose()
+        for entry in list(self._entries.values()):
+            entry.store = None
+            if entry.inflight:  # unsettled: its cache cannot be trusted
+                entry.poisoned = True
+                entry.inflight = 0
+            self._finish(entry)
+        self._closed_backend = True
+        os.close(self._lock_fd)
+
+    def _stop_timers(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+
+    def close(self) -> None:
+        if self._closed_backend:
+            return
+        self._stop_timers()
         for store in list(self._open.values()):
             store.close()
         log = self.log
