@@ -426,3 +426,47 @@ def test_compaction_keeps_restore_bounded(postgres_dsn: str) -> None:
             await log.aclose()
 
     asyncio.run(main())
+
+
+def test_a_commit_without_an_answer_fails_and_the_log_goes_on(postgres_dsn: str) -> None:
+    """A batch stuck past ``statement_timeout`` (here behind a lock another session
+    holds) fails its records, retryable, saying they may have committed; records of
+    that activation appended later fail too until a new epoch is acquired; other
+    objects' later records, and the new activation's, commit."""
+
+    async def main() -> None:
+        log = PostgresCommitLog(postgres_dsn, statement_timeout=0.5)
+        await log.start()
+        blocker = await asyncpg.connect(postgres_dsn)
+        try:
+            epoch = await log.acquire(NS, "stuck")
+            other = await log.acquire(NS, "free")
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute(
+                "SELECT 1 FROM stateroom_objects WHERE object_id = 'stuck' FOR UPDATE"
+            )
+            stuck = log.append(LogRecord(NS, "stuck", epoch, PAGE, frames(b"1")))
+            error = await settled(stuck)
+            assert isinstance(error, LogUnavailableError) and error.retryable
+            assert "may still have committed" in str(error)
+            # The log dropped the connection; its server process still waits for the
+            # lock. Were the lock released now, the batch could commit after all (the
+            # documented unknown outcome); the server notices the lost client within
+            # client_connection_check_interval (1 s) and cancels it instead.
+            await asyncio.sleep(1.5)
+            await transaction.rollback()
+            after = log.append(LogRecord(NS, "stuck", epoch, PAGE, frames(b"2")))
+            assert isinstance(await settled(after), LogUnavailableError)
+            free = log.append(LogRecord(NS, "free", other, PAGE, frames(b"f")))
+            assert await settled(free) is None
+            epoch = await log.acquire(NS, "stuck")
+            again = log.append(LogRecord(NS, "stuck", epoch, PAGE, frames(b"3")))
+            assert await settled(again) is None
+            restored = await log.restore(NS, "stuck")
+            assert [payload_of(r.frames) for r in restored.records] == [b"3"]
+        finally:
+            await blocker.close()
+            await log.aclose()
+
+    asyncio.run(main())

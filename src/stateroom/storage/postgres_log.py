@@ -81,6 +81,7 @@ _COMMIT_SIZE: Final = struct.Struct(">I")
 _MAX_BATCH_RECORDS: Final = 4096
 _MAX_BATCH_BYTES: Final = 32 * 1024 * 1024
 _SCHEMA_LOCK: Final = 0x5374617465  # pg_advisory_xact_lock key for schema creation
+_FENCES_KEPT: Final = 65536  # superseded epochs remembered locally (the database decides)
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS stateroom_objects (
@@ -245,6 +246,15 @@ def _connection_lost(exc: BaseException) -> bool:
     return True  # OSError, asyncpg.InterfaceError, a timeout: the connection is unusable
 
 
+async def _session_setup(conn: Any) -> None:
+    """Have the server end a statement whose client went away (PostgreSQL 14+) rather
+    than let it commit later: a timed-out batch then rarely commits after all."""
+    import asyncpg
+
+    with contextlib.suppress(asyncpg.PostgresError):
+        await conn.execute("SET client_connection_check_interval = '1s'")
+
+
 class PostgresCommitLog(CommitLog):
     """Records, snapshots and epochs in PostgreSQL; see the module docstring.
 
@@ -321,6 +331,7 @@ class PostgresCommitLog(CommitLog):
                 max_size=2,
                 timeout=self.connect_timeout,
                 command_timeout=self.statement_timeout,
+                init=_session_setup,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(
@@ -341,9 +352,11 @@ class PostgresCommitLog(CommitLog):
     async def _connect(self) -> Any:
         import asyncpg
 
-        return await asyncpg.connect(
+        conn = await asyncpg.connect(
             self.dsn, timeout=self.connect_timeout, command_timeout=self.statement_timeout
         )
+        await _session_setup(conn)
+        return conn
 
     async def aclose(self) -> None:
         """Flush everything appended, wait until it is settled, and release the log."""
@@ -577,8 +590,7 @@ class PostgresCommitLog(CommitLog):
                 last[key] = record
                 self.committed_records += 1
                 continue
-            if self._fenced.get(key, -1) < record.epoch:
-                self._fenced[key] = record.epoch
+            self._fence(key, record.epoch)
             outcome[index] = FencedError(
                 f"epoch {record.epoch} of {record.namespace}/{record.object_id} is not the "
                 "object's current epoch (superseded, or never acquired): another activation "
@@ -604,10 +616,19 @@ class PostgresCommitLog(CommitLog):
         epoch = int(await self._query("fetchval", _ACQUIRE, namespace, object_id))
         key = (namespace, object_id)
         # This process's own older activations are superseded now: refuse them locally.
-        if self._fenced.get(key, -1) < epoch - 1:
-            self._fenced[key] = epoch - 1
+        self._fence(key, epoch - 1)
         self._broken.pop(key, None)
         return epoch
+
+    def _fence(self, key: tuple[str, str], epoch: int) -> None:
+        """Remember that epochs up to ``epoch`` of the object are superseded."""
+        fenced = self._fenced
+        if epoch <= 0 or fenced.get(key, 0) >= epoch:
+            return
+        fenced.pop(key, None)
+        fenced[key] = epoch
+        if len(fenced) > _FENCES_KEPT:
+            del fenced[next(iter(fenced))]  # the oldest; the database still refuses it
 
     async def restore(self, namespace: str, object_id: str) -> Restored:
         snapshot, rows = await self._read(namespace, object_id)
