@@ -301,6 +301,7 @@ class PostgresCommitLog(CommitLog):
         self._backoff = 0.0
         self._closing = False
         self._closed = False
+        self._closer: asyncio.Task[None] | None = None
         # Counters, for tests and benchmarks.
         self.batches = 0
         self.committed_records = 0
@@ -328,7 +329,7 @@ class PostgresCommitLog(CommitLog):
             self._pool = await asyncpg.create_pool(
                 self.dsn,
                 min_size=0,
-                max_size=2,
+                max_size=4,
                 timeout=self.connect_timeout,
                 command_timeout=self.statement_timeout,
                 init=_session_setup,
@@ -390,7 +391,7 @@ class PostgresCommitLog(CommitLog):
             return
         if loop.is_running():
             self._closing = True
-            loop.create_task(self.aclose())
+            self._closer = loop.create_task(self.aclose())
         else:
             loop.run_until_complete(self.aclose())
 
