@@ -434,3 +434,48 @@ def test_a_commit_without_an_answer_fails_and_the_log_goes_on(postgres_dsn: str)
             await log.aclose()
 
     asyncio.run(main())
+
+
+def test_retention_keeps_every_moment_of_the_window(postgres_dsn: str) -> None:
+    """Records and snapshots go only once a snapshot made before the window covers them:
+    every moment inside the window stays rebuildable (point-in-time recovery)."""
+
+    async def main() -> None:
+        log = PostgresCommitLog(postgres_dsn, snapshot_records=1 << 30)
+        await log.start()
+        try:
+            epoch = await log.acquire(NS, "pitr")
+            for n in range(1, 31):
+                record = LogRecord(NS, "pitr", epoch, PAGE, frames(f"v{n}".encode()))
+                assert await settled(log.append(record)) is None
+                if n in (10, 20):
+                    assert await log.compact(NS, "pitr")  # snapshots at records 10 and 20
+            ages = [
+                "UPDATE stateroom_records SET committed_at = now() - interval '45 days'"
+                " WHERE seq <= 10",
+                "UPDATE stateroom_records SET committed_at = now() - interval '20 days'"
+                " WHERE seq > 10 AND seq <= 20",
+                "UPDATE stateroom_snapshots SET created_at = now() - interval '40 days'"
+                " WHERE seq = 10",
+                "UPDATE stateroom_snapshots SET created_at = now() - interval '10 days'"
+                " WHERE seq = 20",
+            ]
+            for sql in ages:
+                await fetch(postgres_dsn, sql)
+            # 30 days: the base is the snapshot at 10 (made 40 days ago); the records
+            # after it, 20 days old, are inside the window and stay.
+            assert await log.sweep() == (10, 0)
+            rows = await fetch(postgres_dsn, "SELECT min(seq), count(*) FROM stateroom_records")
+            assert tuple(rows[0]) == (11, 20)
+            # 5 days: the snapshot at 20 (10 days old) is the base now.
+            log.retention = timedelta(days=5)
+            assert await log.sweep() == (10, 1)
+            rows = await fetch(postgres_dsn, "SELECT seq FROM stateroom_snapshots")
+            assert [row[0] for row in rows] == [20]
+            restored = await log.restore(NS, "pitr")
+            assert payload_of(restored.records[0].frames) == b"v21"
+            assert restored.snapshot.rstrip(b"\0") == b"v20"  # the image: one page
+        finally:
+            await log.aclose()
+
+    asyncio.run(main())
