@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 
-.PHONY: run test test-pure lint typecheck install workerd proxies clean bench bench-smoke bench-report \
+.PHONY: run test test-pure lint typecheck install workerd proxies postgres clean bench bench-smoke bench-report \
 	profile conformance conformance-full
 
 # The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
@@ -37,19 +37,24 @@ workerd: $(WORKERD)
 proxies:
 	bash tests/install-proxies.sh
 
+# Debian's postgresql, for the PostgreSQL commit log's tests (tests/postgres.py starts a
+# throw-away server of its own): apt-get installs it where missing.
+postgres:
+	bash tests/install-postgres.sh
+
 run: $(STAMP)
 	$(BIN)/stateroom dev examples/websocket-server --port 8787
 
 # The suite runs twice: on the compiled build, then on the same source as pure Python
 # (what an install without a C compiler runs).
-test: $(STAMP) $(WORKERD) proxies
+test: $(STAMP) $(WORKERD) proxies postgres
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-pure
 
-test-pure: $(STAMP) $(WORKERD) proxies
+test-pure: $(STAMP) $(WORKERD) proxies postgres
 	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
 	find $(PURE) -name '*.so' -delete
 	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(CURDIR)/$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider
