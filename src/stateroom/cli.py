@@ -27,7 +27,8 @@ from stateroom.scaffold import TEMPLATES, ProjectExistsError, init_project
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
 from stateroom.storage.backend import StorageBackend
-from stateroom.storage.choice import open_backend
+from stateroom.storage.choice import close_backend, open_backend
+from stateroom.storage.errors import StorageError
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
@@ -137,8 +138,9 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("STATEROOM_STORAGE", "local"),
             metavar="STORE",
             help="where writes become durable: local (default: one group-committed log "
-            "beside the data), files (an fsync per object commit), memory "
-            "(env STATEROOM_STORAGE)",
+            "beside the data), postgresql://user:password@host:port/db (the log in "
+            "PostgreSQL; the data folder is a cache), files (an fsync per object commit), "
+            "memory (env STATEROOM_STORAGE)",
         )
         p.add_argument(
             "--alarm-retry-delay",
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "test":
             return _run_test(args)
         _run(_serve(args))
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:
@@ -313,7 +315,7 @@ async def _serve(args: argparse.Namespace) -> None:
         debug_errors=args.command == "dev",
         access_log=args.command == "dev" if args.access_log is None else args.access_log,
     )
-    backend = open_backend(
+    backend = await open_backend(
         "memory" if args.in_memory else args.storage,
         args.persist_to or config.root / ".stateroom",
     )
@@ -342,7 +344,7 @@ async def _serve(args: argparse.Namespace) -> None:
     if watcher is not None:
         watcher.cancel()
     await server.shutdown()
-    backend.close()
+    await close_backend(backend)
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -431,7 +433,7 @@ def _run_test(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _load(args)
-        backend = open_backend(
+        backend = await open_backend(
             "memory" if args.in_memory or not args.persist_to else args.storage,
             args.persist_to,
         )
@@ -461,7 +463,7 @@ def _run_test(args: argparse.Namespace) -> int:
             failed.append(exc)
         finally:
             await runtime.shutdown()
-            backend.close()
+            await close_backend(backend)
 
     _run(main())
     if failed:
