@@ -226,3 +226,20 @@ def test_alarm_survives_a_code_reload(tmp_path: Path, storage: str) -> None:
         source.write_text(source.read_text() + "\n# edited\n")
         srv.wait_for_log(r"reloaded")
         wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=reload")[1]) != [])
+
+
+@pytest.mark.parametrize("store", ["local", "files"])
+def test_a_damaged_file_fails_its_object_only(tmp_path: Path, store: str) -> None:
+    """A database file overwritten on disk: that object's requests fail, the log says
+    which file is damaged and what to do; every other object works."""
+    data = tmp_path / "data"
+    with serve(APP, "--persist-to", str(data), "--storage", store) as srv:
+        assert fetch(srv, "/store/put?obj=good&k=x&v=1") == (200, "ok")
+        assert fetch(srv, "/store/put?obj=bad&k=x&v=2") == (200, "ok")
+        bad_id = fetch(srv, "/store/id?obj=bad")[1]
+    with open(data / "Store" / f"{bad_id}.sqlite3", "r+b") as file:
+        file.write(b"not sqlite" * 500)
+    with serve(APP, "--persist-to", str(data), "--storage", store) as srv:
+        assert fetch(srv, "/store/get?obj=bad&k=x")[0] == 500
+        assert fetch(srv, "/store/get?obj=good&k=x") == (200, '"1"')
+        srv.wait_for_log(rf"stored data of Store/{bad_id} is damaged .* move the file away")

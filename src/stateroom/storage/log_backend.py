@@ -45,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable
 from pathlib import Path
 
-from stateroom.storage.errors import StorageError, StoreInUseError
+from stateroom.storage.errors import StorageError, StoreInUseError, damaged
 from stateroom.storage.local_log import LocalCommitLog
 from stateroom.storage.log import CommitLog, LogRecord, Pending
 from stateroom.storage.sqlite import (
@@ -55,6 +55,7 @@ from stateroom.storage.sqlite import (
     SqliteObjectStore,
     _connect,
     _make_dirs,
+    is_damage,
 )
 from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file
 
@@ -351,7 +352,17 @@ class LoggedSqliteBackend(SqliteBackend):
                     "needs backend.prepare() before the object's storage opens"
                 )
             epoch = found
-        conn = _connect(str(path), exclusive=True, logged=True)
+        try:
+            conn = _connect(str(path), exclusive=True, logged=True)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            if self.remote:
+                # Only a cache: drop it; the next activation restores from the log.
+                self._epochs.pop(key, None)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            raise damaged(path, namespace, object_id, exc, cache=self.remote) from exc
         entry = self._entries[key] = _Entry(key, path, conn)
         entry.epoch = epoch
         entry.is_new = is_new

@@ -43,6 +43,7 @@ from stateroom.storage.errors import (
     SqlNotAuthorizedError,
     StorageError,
     StoreInUseError,
+    damaged,
 )
 from stateroom.storage.log import Pending
 
@@ -769,6 +770,10 @@ class SqliteBackend(StorageBackend):
             if "locked" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
                 raise StoreInUseError(f"{path} is in use by another process") from exc
             raise
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(path, path.parent.name, path.stem, exc) from exc
+            raise
         if is_new:
             # A new file (and its WAL) exists only once its directory entry is
             # durable: fsync every directory this open created or added to.
@@ -854,6 +859,16 @@ def _check_format(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is broken (not a database, malformed)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return (
+        name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        or "malformed" in str(exc)
+        or ("not a database" in str(exc))
+    )
 
 
 def _make_dirs(directory: Path) -> list[Path]:
