@@ -168,3 +168,47 @@ def test_unreachable_database_at_start_is_a_clear_error(tmp_path: Path) -> None:
     ):
         pass
     assert "secret" not in str(err.value)  # the password never reaches a log
+
+
+def test_point_in_time_recovery(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """Cloudflare's API: write, bookmark, write, restore, abort: the first value is back;
+    the undo bookmark brings the second back; a bookmark for a past moment restores the
+    state at that moment."""
+    dsn = new_database(postgres_server)
+    with serve(APP, "--persist-to", str(tmp_path / "data"), "--storage", dsn) as srv:
+        assert fetch(srv, "/store/put?obj=p&k=v&v=first") == (200, "ok")
+        status, first = fetch(srv, "/store/bookmark?obj=p")
+        assert status == 200 and len(first) == 16
+        time.sleep(0.05)  # a moment strictly between the two writes, by the database's clock
+        between = int(time.time() * 1000)
+        time.sleep(0.05)
+        assert fetch(srv, "/store/put?obj=p&k=v&v=second") == (200, "ok")
+        assert fetch(srv, "/store/put?obj=p&k=w&v=only-second") == (200, "ok")
+        status, second = fetch(srv, "/store/bookmark?obj=p")
+        assert status == 200 and second > first  # ordered as strings, like time
+
+        assert fetch(srv, f"/store/restore?obj=p&b={first}")[0] == 500  # ctx.abort()
+        undo = fetch(srv, "/store/undo?obj=p")[1]
+        assert fetch(srv, "/store/get?obj=p&k=v") == (200, '"first"')
+        assert fetch(srv, "/store/get?obj=p&k=w") == (200, "null")
+        assert undo >= second
+
+        assert fetch(srv, f"/store/restore?obj=p&b={undo}")[0] == 500
+        assert fetch(srv, "/store/get?obj=p&k=v") == (200, '"second"')
+        assert fetch(srv, "/store/get?obj=p&k=w") == (200, '"only-second"')
+
+        status, then = fetch(srv, f"/store/bookmark?obj=p&ms={between}")
+        assert status == 200, then
+        assert fetch(srv, f"/store/restore?obj=p&b={then}")[0] == 500
+        assert fetch(srv, "/store/get?obj=p&k=v") == (200, '"first"')
+        # A write after a restore builds on the restored state, and survives a restart.
+        assert fetch(srv, "/store/put?obj=p&k=after&v=restore") == (200, "ok")
+    with serve(APP, "--persist-to", str(tmp_path / "other"), "--storage", dsn) as srv:
+        assert fetch(srv, "/store/get?obj=p&k=v") == (200, '"first"')
+        assert fetch(srv, "/store/get?obj=p&k=after") == (200, '"restore"')
+
+
+def test_bookmarks_on_the_local_store_say_what_to_do(tmp_path: Path) -> None:
+    with serve(APP, "--persist-to", str(tmp_path / "data")) as srv:
+        status, body = fetch(srv, "/store/bookmark?obj=p")
+    assert status == 500 and "--storage postgresql://" in body

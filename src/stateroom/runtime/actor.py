@@ -383,6 +383,8 @@ class ActorHost:
             with contextlib.suppress(Exception):
                 ws.close(1011, "Durable Object reset")
         self.listener_sockets.clear()
+        ns = self.namespace
+        ns.backend.release(ns.storage_name, self.id.hex)  # a new activation comes next
         if self.hibernation.sockets:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:
@@ -395,7 +397,9 @@ class ActorHost:
         self.instance = None
         self.ctx = None
         self._close_storage(commit=True)
-        self.namespace.evict(self)
+        ns = self.namespace
+        ns.backend.release(ns.storage_name, self.id.hex)
+        ns.evict(self)
 
 
 class _SqlDisabled:

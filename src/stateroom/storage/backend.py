@@ -223,6 +223,26 @@ class ObjectStore(ABC):
     def set_alarm(self, when_ms: int | None) -> None:
         """Store (or with None, clear) the alarm time."""
 
+    # -- point-in-time recovery ----------------------------------------------
+
+    async def current_bookmark(self) -> str:
+        """A bookmark of the object's durable state now (``getCurrentBookmark``)."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
+    async def bookmark_for_time(self, when_ms: int) -> str:
+        """The bookmark of the object's state at ``when_ms`` (``getBookmarkForTime``)."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
+    async def restore_on_next_session(self, bookmark: str) -> str:
+        """Start the object's next activation from ``bookmark``; the undo bookmark."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
     # -- name ---------------------------------------------------------------
 
     def get_name(self) -> str | None:
@@ -258,6 +278,10 @@ class StorageBackend(ABC):
         has nothing to do. The runtime awaits the result before the constructor.
         """
         return None
+
+    def release(self, namespace: str, object_id: str) -> None:  # noqa: B027 (optional)
+        """The object's activation ended (reset or evicted, not hibernated): the next one
+        prepares again (a remote log fences this one and restores)."""
 
     @abstractmethod
     def stored_objects(self, namespace: str) -> list[str]:

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from stateroom.storage.errors import StorageError
 
 __all__ = [
+    "NO_HISTORY",
     "CommitLog",
     "FencedError",
     "LogRecord",
     "LogUnavailableError",
+    "NoHistoryError",
     "Pending",
     "Restored",
 ]
@@ -44,6 +46,16 @@ logger = logging.getLogger(__name__)
 class FencedError(StorageError):
     """The record's activation was superseded: another activation of the object took
     a newer epoch, so this one may not write any more (it must reset at once)."""
+
+
+NO_HISTORY = (
+    "point-in-time recovery needs a store that keeps history: run with --storage "
+    "postgresql://… (the local store keeps no history yet)"
+)
+
+
+class NoHistoryError(StorageError):
+    """The store keeps no history to recover from (bookmarks are not available)."""
 
 
 class LogUnavailableError(StorageError):
@@ -139,6 +151,26 @@ class CommitLog(ABC):
     async def restore(self, namespace: str, object_id: str) -> Restored | None:
         """The object's durable state, for a machine whose local copy is missing or
         stale; ``None`` when this log keeps no history (the local files are it)."""
+
+    # -- point-in-time recovery (a log that keeps history) --------------------------
+
+    async def current_position(self, namespace: str, object_id: str) -> int:
+        """Where the object's history is now (after its durable records)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def position_at(self, namespace: str, object_id: str, when_ms: int) -> int:
+        """Where the object's history was at ``when_ms`` (ms since the epoch)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def request_restore(self, namespace: str, object_id: str, position: int) -> int:
+        """Make the object's next activation start from ``position``; returns the
+        position it is at now (to undo with)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def take_restore(self, namespace: str, object_id: str, epoch: int) -> Restored | None:
+        """If a restore was requested: the object's state at that position, recorded as
+        its newest state (fenced by ``epoch``), and the request cleared; else None."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

@@ -39,7 +39,6 @@ import os
 import resource
 import shutil
 import sqlite3
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -49,15 +48,15 @@ from stateroom.storage.errors import StorageError, StoreInUseError, damaged
 from stateroom.storage.local_log import LocalCommitLog
 from stateroom.storage.log import CommitLog, LogRecord, Pending
 from stateroom.storage.sqlite import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
+    EMPTY_PAGE_SIZE,
     SqliteBackend,
     SqliteObjectStore,
     _connect,
     _make_dirs,
+    empty_database,
     is_damage,
 )
-from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file
+from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file, image_frames
 
 __all__ = ["LoggedObjectStore", "LoggedSqliteBackend"]
 
@@ -68,6 +67,7 @@ _CHECKPOINT_BYTES = 32 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 30.0
 _MAX_OPEN = 1024  # open SQLite connections (each ~150 KiB and 3 file descriptors)
 _IDLE_CLOSE = 10.0  # seconds an unused connection stays open
+_EMPTY_FRAMES = image_frames(empty_database(), EMPTY_PAGE_SIZE)
 _TRIM_AFTER = 32  # connections closed in one sweep that make the heap worth trimming
 _WAL_CHECKPOINT_BYTES = 256 * 1024  # an object's WAL is copied into its file past this
 
@@ -166,6 +166,40 @@ class LoggedObjectStore(SqliteObjectStore):
         assert isinstance(backend, LoggedSqliteBackend) and self._entry is not None
         return backend._captured(self._entry)
 
+    # Bookmarks are the log's positions in the object's history, as fixed-width hex:
+    # opaque to the application, and ordered as strings the way they are in time.
+
+    def _log(self) -> CommitLog:
+        backend = self._backend
+        assert isinstance(backend, LoggedSqliteBackend)
+        return backend.log
+
+    async def current_bookmark(self) -> str:
+        return _bookmark(await self._log().current_position(self.namespace, self.object_id))
+
+    async def bookmark_for_time(self, when_ms: int) -> str:
+        position = await self._log().position_at(self.namespace, self.object_id, when_ms)
+        return _bookmark(position)
+
+    async def restore_on_next_session(self, bookmark: str) -> str:
+        undo = await self._log().request_restore(
+            self.namespace, self.object_id, _position(bookmark)
+        )
+        return _bookmark(undo)
+
+
+def _bookmark(position: int) -> str:
+    return f"{position:016x}"
+
+
+def _position(bookmark: str) -> int:
+    if not isinstance(bookmark, str) or len(bookmark) != 16:
+        raise ValueError(f"not a bookmark of this store: {bookmark!r}")
+    try:
+        return int(bookmark, 16)
+    except ValueError:
+        raise ValueError(f"not a bookmark of this store: {bookmark!r}") from None
+
 
 class LoggedSqliteBackend(SqliteBackend):
     """Files per object under ``data_dir``, durability from ``log`` (default: the
@@ -201,6 +235,8 @@ class LoggedSqliteBackend(SqliteBackend):
         self._closed_backend = False
         # Objects this process holds an epoch for (remote logs): their files are current.
         self._epochs: dict[tuple[str, str], int] = {}
+        # Preparations waiting for an earlier activation's connection to close.
+        self._gone: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._preparing: dict[tuple[str, str], asyncio.Future[None]] = {}
         try:
             if log is None:
@@ -272,10 +308,17 @@ class LoggedSqliteBackend(SqliteBackend):
             future = task
         return future
 
+    def release(self, namespace: str, object_id: str) -> None:
+        # The next activation takes a new epoch (and a restore it may have asked for).
+        self._epochs.pop((namespace, object_id), None)
+
     async def _prepare(self, key: tuple[str, str]) -> None:
         """Fence earlier activations, then rebuild the local file from the log."""
         epoch = await self.log.acquire(*key)
-        restored = await self.log.restore(*key)
+        # A restore asked for with onNextSessionRestoreBookmark() takes effect now.
+        restored = await self.log.take_restore(*key, epoch)
+        if restored is None:
+            restored = await self.log.restore(*key)
         path = self.path_for(*key)
 
         def rebuild() -> None:
@@ -292,8 +335,14 @@ class LoggedSqliteBackend(SqliteBackend):
             tmp.write_bytes(image)
             os.replace(tmp, path)
 
-        if key in self._entries:
-            raise StoreInUseError(f"object {key[0]}/{key[1]} is open while being restored")
+        while (entry := self._entries.get(key)) is not None:
+            if entry.store is not None:
+                raise StoreInUseError(f"object {key[0]}/{key[1]} is open while being restored")
+            # The previous activation's last records are still settling: its file is
+            # rebuilt once they have (and its connection is closed).
+            gone = asyncio.get_running_loop().create_future()
+            self._gone.setdefault(key, []).append(gone)
+            await gone
         await asyncio.get_running_loop().run_in_executor(None, rebuild)
         self._epochs[key] = epoch
 
@@ -342,7 +391,7 @@ class LoggedSqliteBackend(SqliteBackend):
             # much cheaper than letting SQLite create one (its switch to WAL mode alone
             # creates, writes and deletes a rollback journal).
             with open(path, "xb") as file:
-                file.write(_template())
+                file.write(empty_database())
         epoch = 0
         if self.remote:
             found = self._epochs.get(key)
@@ -367,7 +416,7 @@ class LoggedSqliteBackend(SqliteBackend):
         entry.epoch = epoch
         entry.is_new = is_new
         if is_new:
-            entry.base = _template_frames()
+            entry.base = _EMPTY_FRAMES
         entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
         if is_new:
             self._dirty_files = True
@@ -449,6 +498,11 @@ class LoggedSqliteBackend(SqliteBackend):
         if entry.inflight == 0:
             self._finish(entry)
 
+    def _closed_entry(self, key: tuple[str, str]) -> None:
+        for waiter in self._gone.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _finish(self, entry: _Entry) -> None:
         """Close a connection no store uses and no record waits for."""
         if entry.poisoned:
@@ -460,6 +514,7 @@ class LoggedSqliteBackend(SqliteBackend):
             entry.conn.close()  # checkpoints the WAL into the file: every frame is durable
         finally:
             os.close(entry.wal_fd)
+            self._closed_entry(entry.key)
         if entry.wal_dirty:
             self._dirty_files = True
 
@@ -476,6 +531,7 @@ class LoggedSqliteBackend(SqliteBackend):
                 entry.conn.close()
             finally:
                 os.close(entry.wal_fd)
+                self._closed_entry(entry.key)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             return
@@ -496,6 +552,7 @@ class LoggedSqliteBackend(SqliteBackend):
         finally:
             os.close(entry.wal_fd)
             copy.unlink(missing_ok=True)
+            self._closed_entry(entry.key)
         Path(f"{path}-wal").unlink(missing_ok=True)
         self._dirty_files = True
         logger.warning(
@@ -514,7 +571,7 @@ class LoggedSqliteBackend(SqliteBackend):
             # the WAL: they lead its first record (recovery and restores need them).
             entry.base = b""
             frames = base + frames
-            page_size = _TEMPLATE_PAGE_SIZE
+            page_size = EMPTY_PAGE_SIZE
         if not frames:
             return None
         entry.wal_dirty = True
@@ -716,42 +773,6 @@ def _wal_checkpoint(entry: _Entry) -> None:
     finally:
         if entry.store is not None:
             conn.set_authorizer(entry.store._authorize)
-
-
-_TEMPLATE_PAGE_SIZE = 4096
-_template_image: bytes | None = None
-
-
-def _template() -> bytes:
-    """An empty object database: WAL mode, stateroom's application id and format, and
-    incremental auto-vacuum (what ``sqlite._connect`` gives a new file)."""
-    global _template_image
-    if _template_image is None:
-        conn = sqlite3.connect(":memory:")
-        try:
-            conn.execute(f"PRAGMA page_size = {_TEMPLATE_PAGE_SIZE}")
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("VACUUM")  # lays out the auto-vacuum pages of an empty database
-            image = bytearray(conn.serialize())
-        finally:
-            conn.close()
-        image[18:20] = b"\x02\x02"  # file format: WAL
-        _template_image = bytes(image)
-    return _template_image
-
-
-def _template_frames() -> bytes:
-    """The template as WAL frames (the last one marked as the commit)."""
-    image = _template()
-    count = len(image) // _TEMPLATE_PAGE_SIZE
-    frames = []
-    for index in range(count):
-        commit = count if index == count - 1 else 0
-        frames.append(struct.pack(">IIII", index + 1, commit, 0, 0) + bytes(8))
-        frames.append(image[index * _TEMPLATE_PAGE_SIZE : (index + 1) * _TEMPLATE_PAGE_SIZE])
-    return b"".join(frames)
 
 
 def _default_pool() -> int:

@@ -58,7 +58,7 @@ import re
 import struct
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,7 +71,8 @@ from stateroom.storage.log import (
     Pending,
     Restored,
 )
-from stateroom.storage.wal import FRAME_HEADER, apply
+from stateroom.storage.sqlite import empty_database
+from stateroom.storage.wal import FRAME_HEADER, apply, image_frames
 
 __all__ = ["PostgresCommitLog", "redact"]
 
@@ -113,6 +114,13 @@ CREATE TABLE IF NOT EXISTS stateroom_snapshots (
     PRIMARY KEY (namespace, object_id, seq)
 );
 CREATE INDEX IF NOT EXISTS stateroom_snapshots_created_at ON stateroom_snapshots (created_at);
+CREATE TABLE IF NOT EXISTS stateroom_restores (
+    namespace text NOT NULL,
+    object_id text NOT NULL,
+    seq bigint NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, object_id)
+);
 DO $$ BEGIN
     -- lz4 (PostgreSQL 14+, when built with it) compresses pages at a fraction of pglz's CPU.
     ALTER TABLE stateroom_records ALTER COLUMN frames SET COMPRESSION lz4;
@@ -205,6 +213,58 @@ WITH base AS (
 )
 SELECT (SELECT count(*) FROM r) AS records, (SELECT count(*) FROM s) AS snapshots
 """
+
+
+# Point-in-time recovery. A position is a record number (seq) of the object; the state
+# at a position is the newest snapshot at or before it plus the records up to it.
+_POSITION: Final = """
+SELECT seq FROM stateroom_objects WHERE namespace = $1 AND object_id = $2
+"""
+_POSITION_AT: Final = """
+SELECT (SELECT max(seq) FROM stateroom_records
+        WHERE namespace = $1 AND object_id = $2 AND committed_at <= $3) AS at,
+       (SELECT min(seq) FROM stateroom_records
+        WHERE namespace = $1 AND object_id = $2) AS oldest,
+       (SELECT max(seq) FROM stateroom_snapshots
+        WHERE namespace = $1 AND object_id = $2 AND created_at <= $3) AS snapshot
+"""
+_SNAPSHOT_AT: Final = """
+SELECT seq, page_size, image FROM stateroom_snapshots
+WHERE namespace = $1 AND object_id = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1
+"""
+_RECORDS_BETWEEN: Final = """
+SELECT seq, page_size, frames FROM stateroom_records
+WHERE namespace = $1 AND object_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq
+"""
+_REQUEST_RESTORE: Final = """
+INSERT INTO stateroom_restores (namespace, object_id, seq) VALUES ($1, $2, $3)
+ON CONFLICT (namespace, object_id) DO UPDATE SET seq = excluded.seq, requested_at = now()
+"""
+_PENDING_RESTORE: Final = """
+SELECT r.seq, o.epoch, o.seq AS current FROM stateroom_restores r
+JOIN stateroom_objects o ON o.namespace = r.namespace AND o.object_id = r.object_id
+WHERE r.namespace = $1 AND r.object_id = $2
+FOR UPDATE OF o
+"""
+_RESTORED_RECORD: Final = """
+WITH r AS (
+    INSERT INTO stateroom_records (namespace, object_id, seq, epoch, page_size, frames)
+    VALUES ($1, $2, $3, $4, $5, $6)
+), d AS (
+    DELETE FROM stateroom_restores WHERE namespace = $1 AND object_id = $2
+)
+UPDATE stateroom_objects SET seq = $3, since_records = since_records + 1,
+    since_bytes = since_bytes + octet_length($6::bytea)
+WHERE namespace = $1 AND object_id = $2
+"""
+
+
+def _PAGE_SIZE_OF(image: bytes) -> int:
+    """A SQLite image's page size, from its header (1 means 65536)."""
+    if len(image) < 100:
+        return 4096
+    size = int.from_bytes(image[16:18], "big")
+    return 65536 if size == 1 else size
 
 
 def redact(dsn: str) -> str:
@@ -670,6 +730,89 @@ class PostgresCommitLog(CommitLog):
         if self._pool is None:
             raise StorageError("the PostgreSQL commit log is not started: await start() first")
         return self._pool
+
+    # -- point-in-time recovery ------------------------------------------------------
+
+    async def current_position(self, namespace: str, object_id: str) -> int:
+        seq = await self._query("fetchval", _POSITION, namespace, object_id)
+        return int(seq or 0)
+
+    async def position_at(self, namespace: str, object_id: str, when_ms: int) -> int:
+        when = datetime.fromtimestamp(when_ms / 1000, UTC)
+        row = await self._query("fetchrow", _POSITION_AT, namespace, object_id, when)
+        at, oldest, snapshot = row["at"], row["oldest"], row["snapshot"]
+        if at is None and oldest is not None and oldest > 1 and snapshot is None:
+            raise ValueError(
+                f"{when.isoformat()} is before {namespace}/{object_id}'s retained history "
+                f"(the retention window is {self.retention})"
+            )
+        return int(at if at is not None else (snapshot or 0))
+
+    async def request_restore(self, namespace: str, object_id: str, position: int) -> int:
+        current = await self.current_position(namespace, object_id)
+        if position > current:
+            raise ValueError(f"bookmark {position:016x} is in the future of this object")
+        await self._state_at(namespace, object_id, position)  # still reconstructible?
+        await self._query("execute", _REQUEST_RESTORE, namespace, object_id, position)
+        return current
+
+    async def _state_at(self, namespace: str, object_id: str, position: int) -> bytes:
+        """The object's database image at ``position``."""
+        snapshot = await self._query("fetchrow", _SNAPSHOT_AT, namespace, object_id, position)
+        base = 0 if snapshot is None else int(snapshot["seq"])
+        rows = await self._query("fetch", _RECORDS_BETWEEN, namespace, object_id, base, position)
+        expected = position - base
+        if len(rows) != expected:
+            raise ValueError(
+                f"bookmark {position:016x} of {namespace}/{object_id} is older than its "
+                f"retained history (the retention window is {self.retention})"
+            )
+        image = bytearray(b"" if snapshot is None else snapshot["image"])
+
+        def build() -> bytes:
+            for row in rows:
+                apply(image, row["frames"], row["page_size"])
+            return bytes(image)
+
+        return await asyncio.get_running_loop().run_in_executor(None, build)
+
+    async def take_restore(self, namespace: str, object_id: str, epoch: int) -> Restored | None:
+        import asyncpg
+
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(_PENDING_RESTORE, namespace, object_id)
+                if row is None:
+                    return None
+                if int(row["epoch"]) != epoch:
+                    raise FencedError(
+                        f"{namespace}/{object_id}: another activation took the object"
+                    )
+                image = await self._state_at(namespace, object_id, int(row["seq"]))
+                if not image:  # before its first write: an empty database, not nothing
+                    image = empty_database()
+                page_size = _PAGE_SIZE_OF(image)
+                seq = int(row["current"]) + 1
+                await conn.execute(
+                    _RESTORED_RECORD,
+                    namespace,
+                    object_id,
+                    seq,
+                    epoch,
+                    page_size,
+                    image_frames(image, page_size),
+                )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
+        logger.info(
+            "restored %s/%s to bookmark %016x (now record %d)",
+            namespace,
+            object_id,
+            int(row["seq"]),
+            seq,
+        )
+        return Restored(image, [])
 
     # -- compaction and retention ------------------------------------------------------
 
