@@ -212,3 +212,33 @@ def test_bookmarks_on_the_local_store_say_what_to_do(tmp_path: Path) -> None:
     with serve(APP, "--persist-to", str(tmp_path / "data")) as srv:
         status, body = fetch(srv, "/store/bookmark?obj=p")
     assert status == 500 and "--storage postgresql://" in body
+
+
+def test_losing_the_database_fails_writes_retryably_and_recovers(tmp_path: Path) -> None:
+    """PostgreSQL killed mid-run: writes fail (the error is retryable, nothing that
+    depended on them leaves), reads of live objects keep working, and once the database
+    is back, writes work again by themselves; every acknowledged write is there."""
+    with PostgresServer() as pg:  # its own server: this test kills it
+        dsn = new_database(pg)
+        with serve(APP, "--persist-to", str(tmp_path / "data"), "--storage", dsn) as srv:
+            assert fetch(srv, "/store/put?obj=f&k=before&v=1") == (200, "ok")
+            assert fetch(srv, "/store/put?obj=live&k=x&v=kept") == (200, "ok")
+            pg.kill9()
+            status, _body = fetch(srv, "/store/put?obj=f&k=during&v=2")
+            assert status == 500
+            srv.wait_for_log(r"PostgreSQL at .* is unavailable|LogUnavailableError")
+            # A live object that only reads keeps answering from its own copy...
+            assert fetch(srv, "/store/get?obj=live&k=x") == (200, '"kept"')
+            # ...an object that must first be activated waits for the database: an error.
+            assert fetch(srv, "/store/get?obj=g&k=x")[0] == 500
+            pg.restart()
+            acked = []
+            for i in range(100):  # bounded: the log reconnects with backoff
+                status, _ = fetch(srv, f"/store/put?obj=f&k=after{i}&v={i}")
+                if status == 200:
+                    acked.append(f"after{i}")
+                    break
+                time.sleep(0.1)
+            assert acked, "writes did not recover after the database came back"
+            keys = set(json.loads(fetch(srv, "/store/keys?obj=f")[1]))
+            assert "before" in keys and acked[0] in keys
