@@ -267,6 +267,20 @@ def _PAGE_SIZE_OF(image: bytes) -> int:
     return 65536 if size == 1 else size
 
 
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or confused connection raises (asyncpg is imported only when used)."""
+    import asyncpg
+    from asyncpg.exceptions import InternalClientError
+
+    return (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        InternalClientError,  # a connection left mid-operation by an earlier failure
+    )
+
+
 def redact(dsn: str) -> str:
     """``dsn`` without its password (URL or ``key=value`` form), for messages."""
     try:
@@ -701,7 +715,6 @@ class PostgresCommitLog(CommitLog):
 
     async def _read(self, namespace: str, object_id: str) -> tuple[Any, list[Any]]:
         """The newest snapshot row (or None) and the records after it, consistently."""
-        import asyncpg
 
         pool = self._require_pool()
         try:
@@ -712,18 +725,17 @@ class PostgresCommitLog(CommitLog):
                 snapshot = await conn.fetchrow(_LATEST_SNAPSHOT, namespace, object_id)
                 after = snapshot["seq"] if snapshot is not None else 0
                 rows = await conn.fetch(_RECORDS_AFTER, namespace, object_id, after)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _lost_errors() as e:
             raise LogUnavailableError(f"cannot read from PostgreSQL at {self.url}: {e}") from None
         return snapshot, list(rows)
 
     async def _query(self, method: str, sql: str, *args: Any) -> Any:
-        import asyncpg
 
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
                 return await getattr(conn, method)(sql, *args)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _lost_errors() as e:
             raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
 
     def _require_pool(self) -> Any:
@@ -777,7 +789,6 @@ class PostgresCommitLog(CommitLog):
         return await asyncio.get_running_loop().run_in_executor(None, build)
 
     async def take_restore(self, namespace: str, object_id: str, epoch: int) -> Restored | None:
-        import asyncpg
 
         pool = self._require_pool()
         try:
@@ -803,7 +814,7 @@ class PostgresCommitLog(CommitLog):
                     page_size,
                     image_frames(image, page_size),
                 )
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _lost_errors() as e:
             raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
         logger.info(
             "restored %s/%s to bookmark %016x (now record %d)",
@@ -874,7 +885,7 @@ class PostgresCommitLog(CommitLog):
                 del self._to_compact[key]
                 try:
                     await self.compact(*key)
-                except StorageError as exc:
+                except Exception as exc:  # a background task must not die of one object
                     logger.warning("commit log: snapshot of %s/%s failed: %s", *key, exc)
                     await asyncio.sleep(1.0)
                 await asyncio.sleep(0)  # let the flusher and the objects run in between
@@ -882,5 +893,5 @@ class PostgresCommitLog(CommitLog):
                 next_sweep = time.monotonic() + self.sweep_interval
                 try:
                     await self.sweep()
-                except StorageError as exc:
+                except Exception as exc:  # retried at the next sweep
                     logger.warning("commit log: retention sweep failed: %s", exc)
