@@ -19,8 +19,8 @@ pinned to one core and ``bench/loadgen`` to the other:
   flight), p50 and p99, alone and while 16 connections write to 8 objects.
 
 Each stateroom figure is taken for every store in ``--stores`` (default: ``local``, the
-commit log, and ``files``, an fsync per object's commit: the behaviour before the log),
-side by side in one run.
+commit log, ``files``, an fsync per object's commit: the behaviour before the log, and
+``postgresql``, the log in a throw-away PostgreSQL the run starts), side by side in one run.
 
 JSON in ``bench/results/storage-<time>.json``; a table on stdout for ``bench/README.md``.
 """
@@ -65,7 +65,7 @@ OBJECT_COUNTS = (1, 10, 100, 1000)
 CONNS = 32
 
 
-STORES = ("local", "files")  # the commit log (default), and an fsync per object's commit
+STORES = ("local", "files", "postgresql")  # the log; an fsync per object's commit; PostgreSQL
 IDLE_WAIT_S = 12.0  # past the pool's 10 s idle close: memory of live *idle* objects
 
 
@@ -161,6 +161,20 @@ def stall(cores: Cores, warmup: float, duration: float, store: str) -> dict[str,
         "writes_per_s": box["writes"]["msgs_per_s"],
         "server_cpu_util": box["writes"]["server_cpu_util"],
     }
+
+
+@contextmanager
+def _store_url(store: str) -> Iterator[str]:
+    """What ``--storage`` gets for ``store``: ``postgresql`` starts the test suite's
+    throw-away PostgreSQL (``tests/postgres.py``, fsync on) for the run."""
+    if store != "postgresql":
+        yield store
+        return
+    sys.path.insert(0, str(REPO_DIR / "tests"))
+    from postgres import PostgresServer, new_database
+
+    with PostgresServer() as server:
+        yield new_database(server)
 
 
 # -- peers, in this process ----------------------------------------------------------------
@@ -297,11 +311,12 @@ def main(argv: list[str] | None = None) -> None:
         "duration_s": args.duration,
     }
     for store in args.stores:
-        data.setdefault("stores", {})[store] = {
-            "acked_writes": acked_writes(cores, args.warmup, args.duration, store),
-            "new_objects": new_objects(cores, args.warmup, args.duration, store),
-            "stall": stall(cores, args.warmup, args.duration, store),
-        }
+        with _store_url(store) as url:
+            data.setdefault("stores", {})[store] = {
+                "acked_writes": acked_writes(cores, args.warmup, args.duration, url),
+                "new_objects": new_objects(cores, args.warmup, args.duration, url),
+                "stall": stall(cores, args.warmup, args.duration, url),
+            }
     if cores.server is not None:
         os.sched_setaffinity(0, {cores.server})  # the in-process peers on the server's core
     data["sqlite_per_object"] = {str(n): sqlite_per_object(n, args.duration) for n in OBJECT_COUNTS}
