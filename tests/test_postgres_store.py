@@ -10,7 +10,6 @@ database's record of which activation wrote it).
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from postgres import PostgresServer, new_database
-from support import ROOT, RunningServer, fetch, serve
+from support import ROOT, fetch, keep_putting, serve
 
 APP = ROOT / "tests" / "apps" / "storage"
 
@@ -34,31 +33,6 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)
-
-
-def _writer(
-    srv: RunningServer,
-    obj: str,
-    prefix: str,
-    acked: list[str],
-    lock: threading.Lock,
-    stop: threading.Event,
-) -> None:
-    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
-    for i in range(100_000):
-        if stop.is_set():
-            break
-        key = f"{prefix}i{i}"
-        try:
-            conn.request("GET", f"/store/put?obj={obj}&k={key}&v={i}")
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException):
-            break
-        if response.status == 200 and body == b"ok":
-            with lock:
-                acked.append(key)
-    conn.close()
 
 
 def test_acknowledged_writes_survive_kill_9_and_a_wiped_disk(
@@ -76,7 +50,7 @@ def test_acknowledged_writes_survive_kill_9_and_a_wiped_disk(
             stop = threading.Event()
             threads = [
                 threading.Thread(
-                    target=_writer,
+                    target=keep_putting,
                     args=(srv, f"o{w % 2}", f"r{round_no}w{w}", acked, lock, stop),
                 )
                 for w in range(4)
@@ -117,7 +91,7 @@ def test_two_servers_never_both_accept_writes_for_one_object(
         stop = threading.Event()
         threads = [
             threading.Thread(
-                target=_writer, args=(srv, f"race{w % 3}", f"{name}w{w}", acked, lock, stop)
+                target=keep_putting, args=(srv, f"race{w % 3}", f"{name}w{w}", acked, lock, stop)
             )
             for w, (name, srv) in enumerate([("a", a), ("b", b)] * 3)
         ]

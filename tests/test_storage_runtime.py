@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import random
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from support import RunningServer, fetch, serve
+from support import RunningServer, fetch, keep_putting, serve
 
 APP = "tests/apps/storage"
 
@@ -175,30 +174,13 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     for round_no in range(rounds):
         with serve(APP, "--persist-to", data) as srv:
             stop = threading.Event()
-
-            def writer(
-                worker: int,
-                srv: RunningServer = srv,
-                stop: threading.Event = stop,
-                round_no: int = round_no,
-            ) -> None:
-                conn = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
-                for i in range(10_000):
-                    if stop.is_set():
-                        break
-                    key = f"r{round_no}w{worker}i{i}"
-                    try:
-                        conn.request("GET", f"/store/put?obj=durable&k={key}&v={i}")
-                        response = conn.getresponse()
-                        body = response.read()
-                    except (OSError, http.client.HTTPException):
-                        break
-                    if response.status == 200 and body == b"ok":
-                        with lock:
-                            acked.append(key)
-                conn.close()
-
-            threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+            threads = [
+                threading.Thread(
+                    target=keep_putting,
+                    args=(srv, "durable", f"r{round_no}w{w}", acked, lock, stop),
+                )
+                for w in range(4)
+            ]
             for t in threads:
                 t.start()
             target = len(acked) + random.randint(20, 200)
