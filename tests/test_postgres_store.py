@@ -216,3 +216,24 @@ def test_losing_the_database_fails_writes_retryably_and_recovers(tmp_path: Path)
             assert acked, "writes did not recover after the database came back"
             keys = set(json.loads(fetch(srv, "/store/keys?obj=f")[1]))
             assert "before" in keys and acked[0] in keys
+
+
+def test_alarms_survive_a_restart_on_another_disk(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """An alarm set on the PostgreSQL store fires after kill -9 and a wiped data folder
+    (the restarted server finds it in the database, not in files), with ctx.id.name."""
+    dsn = new_database(postgres_server)
+    data = tmp_path / "data"
+    with serve(APP, "--persist-to", str(data), "--storage", dsn) as srv:
+        assert fetch(srv, "/store/alarm-set?obj=wake&ms=1500") == (200, "set")
+        assert fetch(srv, "/store/alarm-set?obj=second&ms=1500") == (200, "set")
+        assert fetch(srv, "/store/alarm-get?obj=second")[0] == 200
+        os.kill(srv.pid, signal.SIGKILL)
+        srv.proc.wait()
+    shutil.rmtree(data)
+    with serve(APP, "--persist-to", str(data), "--storage", dsn) as srv:
+        srv.wait_for_log(r"re-armed 2 alarms of Store")
+        wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=wake")[1]) != [])
+        assert fetch(srv, "/store/alarm-name?obj=wake") == (200, '"wake"')
+        wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=second")[1]) != [])

@@ -78,6 +78,9 @@ class ActorNamespace:
     def persisted_alarms(self) -> list[tuple[str, int, str | None]]:
         """(object id, alarm ms, name) for every stored object of this class with an alarm."""
         backend = self.backend
+        kept = backend.stored_alarms(self.storage_name)
+        if kept is not None:
+            return kept
         found = []
         for hex_id in backend.stored_objects(self.storage_name):
             host = self.hosts.get(hex_id)

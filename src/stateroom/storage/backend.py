@@ -279,6 +279,11 @@ class StorageBackend(ABC):
         """
         return None
 
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        """(object id, alarm ms, name) of every object of ``namespace`` with an alarm, if
+        the backend keeps them apart; None: open each stored object to read its alarm."""
+        return None
+
     def release(self, namespace: str, object_id: str) -> None:  # noqa: B027 (optional)
         """The object's activation ended (reset or evicted, not hibernated): the next one
         prepares again (a remote log fences this one and restores)."""

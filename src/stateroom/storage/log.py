@@ -38,6 +38,7 @@ __all__ = [
     "NoHistoryError",
     "Pending",
     "Restored",
+    "both",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,20 @@ class CommitLog(ABC):
         """The object's durable state, for a machine whose local copy is missing or
         stale; ``None`` when this log keeps no history (the local files are it)."""
 
+    # -- alarms (a log whose objects have no local files to scan at start) ------------
+
+    def note_alarm(
+        self, namespace: str, object_id: str, epoch: int, when_ms: int | None, name: str | None
+    ) -> Pending | None:
+        """Record the object's committed alarm where a restarted server finds it (a remote
+        log); the commit that set it is acknowledged only once this is durable too."""
+        return None
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        """(object id, alarm ms, name) of the namespace's objects with an alarm, as loaded
+        at start; None when the local files are where alarms are found."""
+        return None
+
     # -- point-in-time recovery (a log that keeps history) --------------------------
 
     async def current_position(self, namespace: str, object_id: str) -> int:
@@ -179,3 +194,22 @@ class CommitLog(ABC):
     async def aclose(self) -> None:
         """``close()`` on the event loop (a remote log settles its records there)."""
         self.close()
+
+
+def both(first: Pending, second: Pending) -> Pending:
+    """Completes when both have: durable if both are, else with the first error."""
+    joined = Pending()
+    joined.position = first.position
+    remaining = [2]
+
+    def settled(error: BaseException | None) -> None:
+        if error is not None:
+            joined.resolve(error)
+            return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            joined.resolve(None)
+
+    first.add_callback(settled)
+    second.add_callback(settled)
+    return joined

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from stateroom.storage.errors import StorageError, StoreInUseError, damaged
 from stateroom.storage.local_log import LocalCommitLog
-from stateroom.storage.log import CommitLog, LogRecord, Pending
+from stateroom.storage.log import CommitLog, LogRecord, Pending, both
 from stateroom.storage.sqlite import (
     EMPTY_PAGE_SIZE,
     SqliteBackend,
@@ -76,6 +76,7 @@ class _Entry:
     """One object's open connection and what the log has of it."""
 
     __slots__ = (
+        "alarm_changed",
         "base",
         "conn",
         "durable_wal_end",
@@ -111,6 +112,7 @@ class _Entry:
         self.poisoned = False  # a record failed: the WAL holds non-durable commits
         self.is_new = False  # the file did not exist before this connection
         self.base = b""  # template pages (as WAL frames) the first record must carry
+        self.alarm_changed = False  # set_alarm() since the last record
 
     def touch(self) -> None:
         """Most recently used: last in the pool's eviction order."""
@@ -165,6 +167,12 @@ class LoggedObjectStore(SqliteObjectStore):
         backend = self._backend
         assert isinstance(backend, LoggedSqliteBackend) and self._entry is not None
         return backend._captured(self._entry)
+
+    def set_alarm(self, when_ms: int | None) -> None:
+        super().set_alarm(when_ms)
+        entry = self._entry
+        if entry is not None:
+            entry.alarm_changed = True
 
     # Bookmarks are the log's positions in the object's history, as fixed-width hex:
     # opaque to the application, and ordered as strings the way they are in time.
@@ -307,6 +315,9 @@ class LoggedSqliteBackend(SqliteBackend):
             task.add_done_callback(lambda _: self._preparing.pop(key, None))
             future = task
         return future
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        return self.log.stored_alarms(namespace)
 
     def release(self, namespace: str, object_id: str) -> None:
         # The next activation takes a new epoch (and a restore it may have asked for).
@@ -586,6 +597,17 @@ class LoggedSqliteBackend(SqliteBackend):
         entry.inflight += 1
         if entry.first_position < 0:
             entry.first_position = pending.position
+        acknowledged = pending
+        if entry.alarm_changed:
+            entry.alarm_changed = False
+            store = entry.store
+            if store is not None:
+                # The committed alarm (a rolled-back change leaves it as it was).
+                noted = self.log.note_alarm(
+                    entry.key[0], entry.key[1], entry.epoch, store.get_alarm(), store.get_name()
+                )
+                if noted is not None:
+                    acknowledged = both(pending, noted)
 
         def settled(error: BaseException | None) -> None:
             entry.inflight -= 1
@@ -610,7 +632,7 @@ class LoggedSqliteBackend(SqliteBackend):
 
         pending.add_callback(settled)
         self._arm_checkpoint()
-        return pending
+        return acknowledged
 
     def _arm_checkpoint(self) -> None:
         log = self.log

@@ -114,6 +114,13 @@ CREATE TABLE IF NOT EXISTS stateroom_snapshots (
     PRIMARY KEY (namespace, object_id, seq)
 );
 CREATE INDEX IF NOT EXISTS stateroom_snapshots_created_at ON stateroom_snapshots (created_at);
+CREATE TABLE IF NOT EXISTS stateroom_alarms (
+    namespace text NOT NULL,
+    object_id text NOT NULL,
+    alarm_ms bigint NOT NULL,
+    name text,
+    PRIMARY KEY (namespace, object_id)
+);
 CREATE TABLE IF NOT EXISTS stateroom_restores (
     namespace text NOT NULL,
     object_id text NOT NULL,
@@ -214,6 +221,27 @@ WITH base AS (
 SELECT (SELECT count(*) FROM r) AS records, (SELECT count(*) FROM s) AS snapshots
 """
 
+
+# Alarms, where a restarted server finds them (objects have no local files to scan):
+# written by the activation that owns the object (its epoch), or not at all.
+_SET_ALARM: Final = """
+INSERT INTO stateroom_alarms (namespace, object_id, alarm_ms, name)
+SELECT $1, $2, $4, $5 FROM stateroom_objects
+WHERE namespace = $1 AND object_id = $2 AND epoch = $3
+ON CONFLICT (namespace, object_id) DO UPDATE SET alarm_ms = excluded.alarm_ms,
+    name = coalesce(excluded.name, stateroom_alarms.name)
+RETURNING 1
+"""
+_CLEAR_ALARM: Final = """
+WITH owner AS (
+    SELECT 1 FROM stateroom_objects WHERE namespace = $1 AND object_id = $2 AND epoch = $3
+), d AS (
+    DELETE FROM stateroom_alarms WHERE namespace = $1 AND object_id = $2
+    AND EXISTS (SELECT 1 FROM owner)
+)
+SELECT count(*) FROM owner
+"""
+_ALL_ALARMS: Final = "SELECT namespace, object_id, alarm_ms, name FROM stateroom_alarms"
 
 # Point-in-time recovery. A position is a record number (seq) of the object; the state
 # at a position is the newest snapshot at or before it plus the records up to it.
@@ -376,6 +404,10 @@ class PostgresCommitLog(CommitLog):
         self._closing = False
         self._closed = False
         self._closer: asyncio.Task[None] | None = None
+        # Every object's alarm as of start and since (what a restarted server re-arms),
+        # and the write of each object's latest alarm change (they go in order).
+        self.alarms: dict[tuple[str, str], tuple[int, str | None]] = {}
+        self._alarm_notes: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Counters, for tests and benchmarks.
         self.batches = 0
         self.committed_records = 0
@@ -420,6 +452,7 @@ class PostgresCommitLog(CommitLog):
         self._idle = asyncio.Event()
         self._idle.set()
         self._compact_wake = asyncio.Event()
+        await self._load_alarms()
         self._flusher = self._loop.create_task(self._flush_loop(), name="stateroom-pg-flusher")
         self._compactor = self._loop.create_task(self._compact_loop(), name="stateroom-pg-compact")
         logger.info("commit log on PostgreSQL at %s", self.url)
@@ -742,6 +775,63 @@ class PostgresCommitLog(CommitLog):
         if self._pool is None:
             raise StorageError("the PostgreSQL commit log is not started: await start() first")
         return self._pool
+
+    # -- alarms -------------------------------------------------------------------------
+
+    def note_alarm(
+        self, namespace: str, object_id: str, epoch: int, when_ms: int | None, name: str | None
+    ) -> Pending | None:
+        pending = Pending()
+        key = (namespace, object_id)
+        previous = self._alarm_notes.get(key)
+
+        async def write() -> None:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous  # one object's alarm rows are written in order
+            try:
+                if when_ms is None:
+                    owned = await self._query("fetchval", _CLEAR_ALARM, namespace, object_id, epoch)
+                else:
+                    owned = await self._query(
+                        "fetchval", _SET_ALARM, namespace, object_id, epoch, when_ms, name
+                    )
+            except StorageError as exc:
+                pending.resolve(exc)
+                return
+            if not owned:
+                pending.resolve(
+                    FencedError(f"{namespace}/{object_id}: another activation took the object")
+                )
+                return
+            if when_ms is None:
+                self.alarms.pop(key, None)
+            else:
+                self.alarms[key] = (when_ms, name)
+            pending.resolve(None)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._alarm_notes[key] = task
+        task.add_done_callback(
+            lambda done: (
+                self._alarm_notes.pop(key, None) if self._alarm_notes.get(key) is done else None
+            )
+        )
+        return pending
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        return [
+            (object_id, when, name)
+            for (ns, object_id), (when, name) in self.alarms.items()
+            if ns == namespace
+        ]
+
+    async def _load_alarms(self) -> None:
+        rows = await self._query("fetch", _ALL_ALARMS)
+        self.alarms = {
+            (row["namespace"], row["object_id"]): (int(row["alarm_ms"]), row["name"])
+            for row in rows
+        }
 
     # -- point-in-time recovery ------------------------------------------------------
 
