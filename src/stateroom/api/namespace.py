@@ -25,6 +25,7 @@ from stateroom.api.requests import Request
 from stateroom.api.responses import Response
 from stateroom.api.rpc import DataCloneError, clone
 from stateroom.api.state import DurableObjectAbort
+from stateroom.api.streams import ReadableStream
 from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
@@ -172,6 +173,10 @@ class DurableObjectStub:
                 f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
                 "it must return a Response."
             )
+        stream = response._stream
+        if stream is not None:
+            # Its chunks are made in the object, each in its turn behind the output gate.
+            response._body = ReadableStream(self._channel.stream(stream))
         return response
 
     def __getattr__(self, method: str) -> _RpcMethod:

@@ -269,6 +269,15 @@ class ActorHost:
         self._track(task)
         return task
 
+    def hold(self) -> None:
+        """Keep the object in memory until ``release()`` (a body it still streams)."""
+        self._busy += 1
+        self._cancel_idle()
+
+    def release(self) -> None:
+        self._busy -= 1
+        self._became_idle()
+
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._busy += 1
         self._cancel_idle()
