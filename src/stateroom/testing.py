@@ -139,7 +139,8 @@ class TestClient:
         if response.status != 101 or response.webSocket is None:
             raise UpgradeRefusedError(response)
         socket = TestSocket(events)
-        socket.handle = events.accept_socket(response.webSocket, socket.sink)
+        protocol = response.headers.get("sec-websocket-protocol") or ""
+        socket.handle = events.accept_socket(response.webSocket, socket.sink, protocol)
         self.sockets.append(socket)
         return socket
 

@@ -56,6 +56,7 @@ class ReadableStream:
         "_error",
         "_held",
         "_on_drain",
+        "_on_first_read",
         "_source",
         "_used",
         "_waiter",
@@ -77,6 +78,7 @@ class ReadableStream:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._on_drain: Callable[[], None] | None = None
+        self._on_first_read: Callable[[], None] | None = None  # the server's 100 Continue
         self._used = False
         self._closed = False
         self.high_water = HIGH_WATER
@@ -142,6 +144,11 @@ class ReadableStream:
                 self._closed = True
                 return b""
             return _chunk_bytes(chunk)
+        first = self._on_first_read
+        if first is not None:
+            self._on_first_read = None
+            if not self._done:
+                first()
         while not self._chunks:
             if self._error is not None:
                 raise self._error

@@ -54,7 +54,6 @@ class _Pending:
     wants_close: bool = False
     error: bytes | None = None
     stream: ReadableStream | None = None  # the body, while it streams in
-    expect_continue: bool = False  # a 100 Continue is owed when its turn comes
 
 
 class HttpConnection(asyncio.Protocol):
@@ -276,10 +275,10 @@ class HttpConnection(asyncio.Protocol):
             pending.request = Request._from_wire(full, method, headers, stream)
             expect = headers.get("expect")
             if expect is not None and expect.strip().lower() == "100-continue" and version == "1.1":
-                if self._answering():
-                    pending.expect_continue = True  # sent once every earlier answer has left
-                else:
-                    self._send_continue()
+                # As workerd: 100 Continue goes out when the app first reads the body (its
+                # turn has come: every earlier answer has left); an app that answers
+                # without reading it gets no body, and the connection closes after.
+                stream._on_first_read = self._send_continue
             # The body must keep arriving: header_timeout of silence ends the connection.
             self._arm_timer(self.options.header_timeout)
         else:
@@ -344,10 +343,6 @@ class HttpConnection(asyncio.Protocol):
                 return
             if len(self._queue) < 8 and self._stalled is None and self._write_paused is None:
                 self._resume_reading()
-            if pending.expect_continue:
-                pending.expect_continue = False
-                if pending.stream is not None and not pending.stream._finished:
-                    self._send_continue()  # its turn has come: every earlier answer has left
             if not self._origin_allowed(pending.request):
                 assert self.transport is not None
                 self.transport.write(
@@ -654,7 +649,9 @@ class HttpConnection(asyncio.Protocol):
             self._pause_reading()
             return
         if status == 400 and body == "Bad Request":
-            version = self.parser.get_http_version() if self._in_message is False else "1.1"
+            # Known once the request line has been read (its head was refused whole).
+            known = self._in_message is False or not self._head_pending
+            version = self.parser.get_http_version() if known else "1.1"
             text = f"HTTP/{version} 400 Bad Request\r\nContent-Length: 11\r\n"
             if version != "1.0":
                 text += "Connection: close\r\n"
@@ -681,7 +678,7 @@ class HttpConnection(asyncio.Protocol):
         Only for the request being read, and only once every answer before it has left:
         an interim response may not overtake an earlier request's answer.
         """
-        if self._in_message and self.transport is not None and not self._closing:
+        if self._stream is not None and self.transport is not None and not self._closing:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _close(self) -> None:
