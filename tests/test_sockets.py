@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -42,3 +44,49 @@ def test_none_agreed_reads_empty(srv: RunningServer) -> None:
     seen, chosen = asyncio.run(_props(srv, "/ws", compression=None))
     assert chosen is None
     assert seen["now"] == {"protocol": "", "extensions": "", "url": None}
+
+
+def get(srv: RunningServer, path: str, data: bytes | None = None) -> Any:
+    status, body = _request(srv, path, data)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _request(srv: RunningServer, path: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(srv.url + path, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(request, timeout=20) as reply:
+        return reply.status, reply.read().decode()
+
+
+def test_outbound_fetch_from_an_object(srv: RunningServer) -> None:
+    seen = get(srv, "/fetch?to=/t/echo")
+    assert seen["status"] == 200 and seen["reply_header"] == "yes"
+    assert json.loads(seen["body"]) == {"method": "GET", "body": "", "x": "sent"}
+    assert seen["url"].endswith("/t/echo") and not seen["redirected"]
+    # A POST whose body is the incoming request's own stream, sent on chunked.
+    seen = get(srv, "/fetch?to=/t/echo", data=b"payload " * 10_000)
+    assert json.loads(seen["body"]) == {"method": "POST", "body": "payload " * 10_000, "x": "sent"}
+    # A redirect is followed (303: as a GET); a streamed body is read whole by text().
+    seen = get(srv, "/fetch?to=/t/redirect")
+    assert json.loads(seen["body"])["method"] == "GET" and seen["redirected"]
+    assert get(srv, "/fetch?to=/t/stream")["body"] == "".join(f"part {i};" for i in range(5))
+    assert get(srv, "/fetch?to=/t/nothing")["status"] == 404  # a status, not an exception
+    _, body = _request(srv, "/fetch-failed")
+    assert body.startswith("OSError: fetch http://127.0.0.1:1/nothing")
+
+
+def test_the_input_gate_stays_open_while_a_fetch_is_pending(srv: RunningServer) -> None:
+    """As on Cloudflare: the object's other events run while its outbound request waits."""
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_request, srv, "/fetch-held")
+        assert _request(srv, "/ping") == (200, "pong")  # same object, answered meanwhile
+        assert _request(srv, "/t/release") == (200, "released")
+        assert held.result(20) == (200, "held")
+
+
+def test_outbound_websocket_from_an_object(srv: RunningServer) -> None:
+    seen = get(srv, "/ws-out")
+    assert seen["status"] == 101
+    assert seen["answer"] == "echo: hello"
+    assert seen["url"].startswith("ws://") and seen["url"].endswith("/t/ws")
+    assert seen["protocol"] == "p1"
