@@ -14,7 +14,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
+    from stateroom.api.entrypoints import (
+        DurableObject,
+        ExecutionContext,
+        ScheduledController,
+        WorkerEntrypoint,
+    )
     from stateroom.api.fetch import fetch
     from stateroom.api.headers import Headers
     from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
@@ -50,6 +55,7 @@ _EXPORTS = {
     "Request": "stateroom.api.requests",
     "Response": "stateroom.api.responses",
     "RpcTarget": "stateroom.api.rpc",
+    "ScheduledController": "stateroom.api.entrypoints",
     "WebSocket": "stateroom.api.websockets",
     "WebSocketPair": "stateroom.api.websockets",
     "WebSocketRequestResponsePair": "stateroom.api.websockets",
@@ -72,6 +78,7 @@ __all__ = [
     "Request",
     "Response",
     "RpcTarget",
+    "ScheduledController",
     "WebSocket",
     "WebSocketPair",
     "WebSocketRequestResponsePair",

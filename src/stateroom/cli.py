@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
             help="keep Durable Object storage in memory only (lost on exit; for tests)",
         )
         p.add_argument(
+            "--test-scheduled",
+            action="store_true",
+            help="serve GET /__scheduled?cron=... to run scheduled() now (always on in dev)",
+        )
+        p.add_argument(
             "--alarm-retry-delay",
             type=float,
             default=RuntimeOptions.alarm_retry_delay,
@@ -274,6 +279,7 @@ async def _serve(args: argparse.Namespace) -> None:
         hibernation_timeout=args.hibernation_timeout,
         block_timeout=args.block_timeout,
         alarm_retry_delay=args.alarm_retry_delay,
+        test_scheduled=args.command == "dev" or args.test_scheduled,
     )
     server_options = ServerOptions(
         max_message_size=args.max_message_size,
