@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -90,3 +92,42 @@ def test_outbound_websocket_from_an_object(srv: RunningServer) -> None:
     assert seen["answer"] == "echo: hello"
     assert seen["url"].startswith("ws://") and seen["url"].endswith("/t/ws")
     assert seen["protocol"] == "p1"
+
+
+def _echo_frame(srv: RunningServer, text: bytes) -> bytes:
+    """The first frame the example answers a masked text frame with, over permessage-deflate."""
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    with socket.create_connection((srv.host, srv.port), timeout=20) as sock:
+        sock.sendall(
+            b"GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, data = data.partition(b"\r\n\r\n")
+        assert b"Sec-WebSocket-Extensions: permessage-deflate" in head
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+        sock.sendall(bytes([0x81, 0x80 | len(text)]) + mask + masked)
+        while len(data) < 2 or len(data) < 2 + data[1]:
+            data += sock.recv(65536)
+        return data[: 2 + data[1]]
+
+
+@pytest.mark.parametrize("threshold", ["64", "0"])
+def test_small_messages_compressed_only_with_threshold_0(threshold: str) -> None:
+    """workerd compresses every message; stateroom by default those of 64 bytes or more
+    (README: the measured cost), and every one with --compress-threshold 0."""
+    with serve(
+        "examples/websocket-server", "--in-memory", "--compress-threshold", threshold
+    ) as srv:
+        reply = _echo_frame(srv, b"hi")
+    expected = b"[Durable Object]: hi"
+    if threshold == "0":
+        assert reply[0] == 0xC1  # FIN, RSV1 (compressed), text
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(reply[2:] + b"\x00\x00\xff\xff") == expected
+    else:
+        assert reply == b"\x81" + bytes([len(expected)]) + expected

@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
             help="keep Durable Object storage in memory only (lost on exit; for tests)",
         )
         p.add_argument(
+            "--compress-threshold",
+            type=int,
+            default=ServerOptions.compress_threshold,
+            help="permessage-deflate: messages shorter than this many bytes go uncompressed "
+            "(0: every message, as workerd)",
+        )
+        p.add_argument(
             "--test-scheduled",
             action="store_true",
             help="serve GET /__scheduled?cron=... to run scheduled() now (always on in dev)",
@@ -290,6 +297,7 @@ async def _serve(args: argparse.Namespace) -> None:
         keep_alive_timeout=args.keep_alive_timeout,
         send_timeout=args.send_timeout,
         max_send_buffer=args.max_send_buffer,
+        compress_threshold=args.compress_threshold,
         allowed_origins=config.allowed_origins,
         # Tracebacks in 500s are for development only: serve logs them with a request id.
         debug_errors=args.command == "dev",

@@ -100,7 +100,7 @@ class WebSocketConnection(SocketSink):
         offers = request.headers.getAll("sec-websocket-extensions")
         if offers:
             try:
-                deflate, agreed = negotiate(", ".join(offers))
+                deflate, agreed = negotiate(", ".join(offers), options=self.server.deflate_options)
             except ExtensionHeaderError as exc:
                 # A malformed offer only costs the client compression, not the connection.
                 logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
