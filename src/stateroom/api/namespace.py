@@ -181,10 +181,10 @@ class DurableObjectStub:
                 f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
                 "it must return a Response."
             )
-        stream = response._stream
-        if stream is not None:
+        body = response._body
+        if isinstance(body, ReadableStream):
             # Its chunks are made in the object, each in its turn behind the output gate.
-            response._body = ReadableStream(self._channel.stream(stream))
+            response._body = ReadableStream(self._channel.stream(body))
         return response
 
     def __getattr__(self, method: str) -> _RpcMethod:

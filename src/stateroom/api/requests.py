@@ -19,6 +19,8 @@ BodyInit = str | bytes | bytearray | memoryview | ReadableStream | AsyncIterable
 
 def _to_body(body: BodyInit) -> bytes | ReadableStream:
     """A body as given: bytes, or a stream for an async iterable (read as it is sent)."""
+    if body is None or type(body) is str or type(body) is bytes:
+        return _to_bytes(body)  # the usual bodies: no look-up of __aiter__
     stream = as_stream(body)
     if stream is not None:
         return stream

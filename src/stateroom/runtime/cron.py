@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import CroniterError, croniter
-
 logger = logging.getLogger("stateroom.runtime")
 
 
@@ -30,8 +28,13 @@ class CronError(ValueError):
     """A cron expression that Cloudflare would not take."""
 
 
-def parse_cron(expression: str) -> croniter:
-    """The expression, checked: five fields, each valid."""
+def parse_cron(expression: str) -> Any:
+    """The expression, checked: five fields, each valid.
+
+    ``croniter`` is imported here, not with the module: a Worker without cron triggers
+    does not load it (nor ``dateutil``), and a server's heap stays as small as it was."""
+    from croniter import CroniterError, croniter
+
     fields = expression.split()
     if len(fields) != 5:
         raise CronError(
@@ -46,6 +49,8 @@ def parse_cron(expression: str) -> croniter:
 
 def next_fire(expression: str, after: float) -> float:
     """The first time (epoch seconds, UTC) strictly after ``after`` that matches."""
+    from croniter import croniter
+
     it = croniter(expression, datetime.fromtimestamp(after, UTC))
     return float(it.get_next(float))
 

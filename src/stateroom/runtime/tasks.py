@@ -6,53 +6,67 @@ suspends); a task user code starts with ``asyncio.create_task`` is counted by th
 task factory installed here: a task created while an object's code runs (``current_host``
 set in the task's context) holds that object until it ends. A task that never ends keeps
 its object in memory for good, as pending work would on Cloudflare.
+
+Every task the loop makes passes through the factory (one HTTP request makes one or
+two), so it is a plain function with as little as possible in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable
 from typing import Any
 
 from stateroom.runtime.context import current_host
 
-_Coro = Coroutine[Any, Any, Any] | Generator[Any, None, Any]
+_Task = asyncio.Task
+_host_here = current_host.get
 
 
-class _HostTaskFactory:
-    """The loop's task factory: the loop's own (or the one it had), then the hold."""
+def _counting(
+    loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None
+) -> asyncio.Task[Any]:
+    """The task factory: the task, as the loop would make it, held by its object if any."""
+    if context is None:
+        task = _Task(coro, loop=loop)
+        host = _host_here(None)
+    else:
+        task = _Task(coro, loop=loop, context=context)
+        host = context.get(current_host)
+    if host is not None:
+        _hold(host, task)
+    return task
 
-    __slots__ = ("previous",)
 
-    def __init__(self, previous: Any) -> None:
-        self.previous = previous
+def _hold(host: Any, task: asyncio.Task[Any]) -> None:
+    host.hold()
+    task.add_done_callback(lambda _: host.release())
 
-    def __call__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        coro: _Coro,
-        *,
-        context: contextvars.Context | None = None,
-        **kwargs: Any,
-    ) -> asyncio.Future[Any]:
-        previous = self.previous
-        if previous is not None:
-            if context is None:
-                task = previous(loop, coro, **kwargs)
-            else:
-                task = previous(loop, coro, context=context, **kwargs)
+
+def _chained(previous: Callable[..., Any]) -> Callable[..., Any]:
+    """The same, over a task factory the loop already had."""
+
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None
+    ) -> Any:
+        if context is None:
+            task = previous(loop, coro)
+            host = _host_here(None)
         else:
-            task = asyncio.Task(coro, loop=loop, context=context, **kwargs)
-        host = current_host.get(None) if context is None else context.get(current_host)
+            task = previous(loop, coro, context=context)
+            host = context.get(current_host)
         if host is not None:
-            host.hold()
-            task.add_done_callback(lambda _: host.release())
-        return task  # type: ignore[no-any-return]
+            _hold(host, task)
+        return task
+
+    factory._stateroom_counting = True  # type: ignore[attr-defined]
+    return factory
 
 
 def install(loop: asyncio.AbstractEventLoop) -> None:
     """Count the tasks objects start on ``loop`` (once per loop)."""
     factory = loop.get_task_factory()
-    if not isinstance(factory, _HostTaskFactory):
-        loop.set_task_factory(_HostTaskFactory(factory))
+    if factory is _counting or getattr(factory, "_stateroom_counting", False):
+        return
+    loop.set_task_factory(_counting if factory is None else _chained(factory))

@@ -74,6 +74,9 @@ class HttpConnection(asyncio.Protocol):
         self._stream: ReadableStream | None = None  # the body of the request being read
         self._receiving: _Pending | None = None  # ... and that request
         self._body_size = 0
+        self._length: bytes | None = None
+        self._chunked = False
+        self._body_progress = -1  # the body size when the timer last fired
         self._body_paused = False  # the app holds a full stream: the socket is not read
         self._sending_events = False  # a text/event-stream response is being streamed
         self._closing = False
@@ -212,6 +215,8 @@ class HttpConnection(asyncio.Protocol):
         self._headers = []
         self._head_size = 0
         self._body_size = 0
+        self._length = None  # the Content-Length value, if any
+        self._chunked = False  # a Transfer-Encoding field came
         # From its first byte, a request has header_timeout to arrive whole (slowloris).
         self._arm_timer(self.options.header_timeout)
 
@@ -227,6 +232,13 @@ class HttpConnection(asyncio.Protocol):
         if len(self._headers) >= self.options.max_headers:
             raise _Reject(431, "too many header fields")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        size = len(name)
+        if size == 14 or size == 17:  # the framing fields, noted here rather than looked up
+            lower = name.lower()
+            if lower == b"content-length":
+                self._length = value
+            elif lower == b"transfer-encoding":
+                self._chunked = True
 
     def on_headers_complete(self) -> None:
         self._head_pending = False
@@ -243,8 +255,8 @@ class HttpConnection(asyncio.Protocol):
             logger.debug("refusing a request: %s", exc)
             raise _Reject(400, "Bad Request" if exc.host else "invalid URI") from None
         keep_alive = parser.should_keep_alive()
-        length = headers.get("content-length")
-        chunked = headers.has("transfer-encoding")
+        length = self._length  # llhttp has refused a repeated or malformed one
+        chunked = self._chunked
         if parser.should_upgrade():
             # llhttp leaves the body of an upgrade request unread; were the upgrade
             # refused, that body would be parsed as the next request (request smuggling).
@@ -279,8 +291,9 @@ class HttpConnection(asyncio.Protocol):
                 # turn has come: every earlier answer has left); an app that answers
                 # without reading it gets no body, and the connection closes after.
                 stream._on_first_read = self._send_continue
-            # The body must keep arriving: header_timeout of silence ends the connection.
-            self._arm_timer(self.options.header_timeout)
+            # The body must keep arriving: the header timer, still running, checks for
+            # progress when it fires (_timed_out) rather than being re-armed per chunk.
+            self._body_progress = -1
         else:
             pending.request = Request._from_wire(full, method, headers, b"")
         # RFC 9112 9.6: no request after one that ends the connection is processed.
@@ -306,8 +319,6 @@ class HttpConnection(asyncio.Protocol):
             self._body_paused = True
             self._cancel_timer()  # no data is read while paused: it cannot be late
             self._pause_reading()
-        elif self._timer is not None and not self._body_paused:
-            self._arm_timer(self.options.header_timeout)
 
     def _body_drained(self) -> None:
         """The app has read the body stream below its high-water mark: read the socket again."""
@@ -361,9 +372,9 @@ class HttpConnection(asyncio.Protocol):
                 if self._access_log:
                     self._log_access(pending.request, pending.version, status, started, trace)
                 return
-            stream = response._stream
-            if stream is not None:
-                if not await self._write_stream(pending, response, stream):
+            body = response._body  # a stream, or bytes / None (no property call per request)
+            if isinstance(body, ReadableStream):
+                if not await self._write_stream(pending, response, body):
                     return
                 if self._access_log:
                     self._log_access(
@@ -492,18 +503,20 @@ class HttpConnection(asyncio.Protocol):
             log.handle(record)
 
     def _keeps_alive(self, pending: _Pending) -> bool:
-        """Does the connection stay open after this answer?
-
-        Not if the request's body has not all arrived: the client may be waiting for a
-        100 Continue that will not come, or still sending; what follows is not a request.
-        """
+        """Does the connection stay open after this answer?"""
         stream = pending.stream
         if stream is not None and not stream._done:
-            stream._discard()
-            pending.keep_alive = False
-            self._stalled = b""
-            self._pause_reading()
+            self._abandon_body(pending, stream)
         return pending.keep_alive and not self.server.draining
+
+    def _abandon_body(self, pending: _Pending, stream: ReadableStream) -> None:
+        """The app answered before the body had all arrived: the client may be waiting for
+        a 100 Continue that will not come, or still sending; what follows is not a request.
+        Drop the rest and close after the answer."""
+        stream._discard()
+        pending.keep_alive = False
+        self._stalled = b""
+        self._pause_reading()
 
     async def _write_stream(
         self, pending: _Pending, response: Response, stream: ReadableStream
@@ -566,7 +579,10 @@ class HttpConnection(asyncio.Protocol):
 
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
-        keep_alive = self._keeps_alive(pending)
+        stream = pending.stream
+        if stream is not None and not stream._done:
+            self._abandon_body(pending, stream)
+        keep_alive = pending.keep_alive and not self.server.draining
         if pending.version == "1.0":
             connection = "keep-alive" if keep_alive else None
         else:
@@ -717,6 +733,11 @@ class HttpConnection(asyncio.Protocol):
         self._timer = None
         stream = self._stream
         if stream is not None:
+            if self._body_size != self._body_progress or self._body_paused:
+                # Still arriving (or paused by the app, when no timer runs): look again.
+                self._body_progress = self._body_size
+                self._arm_timer(self.options.header_timeout)
+                return
             # A body that stopped arriving (slowloris): the app's read of it fails.
             logger.debug("Dropping a request whose body stopped arriving")
             self._stream = None
