@@ -143,6 +143,18 @@ def _parser() -> argparse.ArgumentParser:
             "memory (env STATEROOM_STORAGE)",
         )
         p.add_argument(
+            "--compress-threshold",
+            type=int,
+            default=ServerOptions.compress_threshold,
+            help="permessage-deflate: messages shorter than this many bytes go uncompressed "
+            "(0: every message, as workerd)",
+        )
+        p.add_argument(
+            "--test-scheduled",
+            action="store_true",
+            help="serve GET /__scheduled?cron=... to run scheduled() now (always on in dev)",
+        )
+        p.add_argument(
             "--alarm-retry-delay",
             type=float,
             default=RuntimeOptions.alarm_retry_delay,
@@ -300,6 +312,7 @@ async def _serve(args: argparse.Namespace) -> None:
         hibernation_timeout=args.hibernation_timeout,
         block_timeout=args.block_timeout,
         alarm_retry_delay=args.alarm_retry_delay,
+        test_scheduled=args.command == "dev" or args.test_scheduled,
     )
     server_options = ServerOptions(
         max_message_size=args.max_message_size,
@@ -310,6 +323,7 @@ async def _serve(args: argparse.Namespace) -> None:
         keep_alive_timeout=args.keep_alive_timeout,
         send_timeout=args.send_timeout,
         max_send_buffer=args.max_send_buffer,
+        compress_threshold=args.compress_threshold,
         allowed_origins=config.allowed_origins,
         # Tracebacks in 500s are for development only: serve logs them with a request id.
         debug_errors=args.command == "dev",

@@ -26,6 +26,7 @@ from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetErr
 from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.runtime.tasks import install as install_task_counting
 from stateroom.runtime.trace import describe, log_uncaught
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
@@ -74,6 +75,8 @@ class ActorNamespace:
         self.socket_hooks = socket_hooks
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to count on
+            install_task_counting(asyncio.get_running_loop())
 
     def persisted_alarms(self) -> list[tuple[str, int, str | None]]:
         """(object id, alarm ms, name) for every stored object of this class with an alarm."""
@@ -282,6 +285,15 @@ class ActorHost:
         task = self.loop.create_task(coro)
         self._track(task)
         return task
+
+    def hold(self) -> None:
+        """Keep the object in memory until ``release()`` (a body it still streams)."""
+        self._busy += 1
+        self._cancel_idle()
+
+    def release(self) -> None:
+        self._busy -= 1
+        self._became_idle()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._busy += 1

@@ -24,3 +24,6 @@ class RuntimeOptions:
     hibernation_timeout: float = 10.0
     # First retry of a failed alarm() after this many seconds, doubling each time.
     alarm_retry_delay: float = 2.0
+    # GET /__scheduled?cron=... (and /cdn-cgi/handler/scheduled) runs scheduled() now,
+    # as `wrangler dev --test-scheduled` does; on in `stateroom dev`.
+    test_scheduled: bool = False

@@ -7,6 +7,7 @@ import logging
 import ssl
 from typing import Protocol
 
+from stateroom.protocol.deflate import DeflateOptions
 from stateroom.protocol.frames import CLOSE_GOING_AWAY
 from stateroom.runtime.interface import Events
 from stateroom.server.http11 import HttpConnection
@@ -40,6 +41,8 @@ class Server:
         self.host = host
         self.port = port
         self.options = options or ServerOptions()
+        # The permessage-deflate policy every connection negotiates with.
+        self.deflate_options = DeflateOptions(compress_threshold=self.options.compress_threshold)
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context else "http"
         self.loop = asyncio.get_running_loop()

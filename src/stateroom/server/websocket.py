@@ -96,10 +96,11 @@ class WebSocketConnection(SocketSink):
             "Upgrade: websocket",
             f"Sec-WebSocket-Accept: {accept_key(request.headers.get('sec-websocket-key') or '')}",
         ]
+        extensions = ""
         offers = request.headers.getAll("sec-websocket-extensions")
         if offers:
             try:
-                deflate, agreed = negotiate(", ".join(offers))
+                deflate, agreed = negotiate(", ".join(offers), options=self.server.deflate_options)
             except ExtensionHeaderError as exc:
                 # A malformed offer only costs the client compression, not the connection.
                 logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
@@ -107,6 +108,7 @@ class WebSocketConnection(SocketSink):
                 self.protocol.deflate = deflate
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
+                    extensions = agreed
         # The app's own headers go out on the 101 too (a chosen Sec-WebSocket-Protocol, a
         # Set-Cookie), as on Cloudflare; the handshake's are the runtime's to write.
         for name, value in response.headers.items():
@@ -117,7 +119,8 @@ class WebSocketConnection(SocketSink):
         self.server.connection_opened(self)
         # From now on the runtime sends through this connection; what it sent before
         # (while the app handled the request) leaves first, right after the 101.
-        self.handle = self.events.accept_socket(self._upgrade, self)
+        protocol = response.headers.get("sec-websocket-protocol") or ""
+        self.handle = self.events.accept_socket(self._upgrade, self, protocol, extensions)
         self._upgrade = None
         if tail:
             self.data_received(tail)
