@@ -11,8 +11,9 @@ import urllib.request
 from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, RunningServer, fetch, serve
 from websockets.sync.client import connect
+
+from support import ROOT, RunningServer, fetch, serve
 
 APP = "tests/apps/dx"
 TOKEN = "s3cret-token"
@@ -88,9 +89,7 @@ def test_dev_counts_requests_messages_objects_commits_and_hibernation() -> None:
 
 
 def test_alarm_runs_retries_and_event_loop_lag() -> None:
-    with serve(
-        APP, "--alarm-retry-delay", "0.05", "--lag-threshold", "0.1", command="dev"
-    ) as srv:
+    with serve(APP, "--alarm-retry-delay", "0.05", "--lag-threshold", "0.1", command="dev") as srv:
         assert fetch(srv, "/room/b/alarm?ms=0&fail=1") == (200, "set")
         # The first run and its retries (0.05 s, 0.1 s, ...) all fail.
         samples = wait_for(srv, lambda s: s["stateroom_alarm_retries_total"] >= 2)
@@ -99,8 +98,9 @@ def test_alarm_runs_retries_and_event_loop_lag() -> None:
         assert fetch(srv, "/room/b/spin?s=0.3") == (200, "spun")
         lag = scrape(srv)
         assert lag["stateroom_event_loop_lag_max_seconds"] >= 0.25
-        assert lag['stateroom_event_loop_lag_seconds_bucket{le="0.25"}'] < (
-            lag['stateroom_event_loop_lag_seconds_bucket{le="+Inf"}']
+        assert (
+            lag['stateroom_event_loop_lag_seconds_bucket{le="0.25"}']
+            < (lag['stateroom_event_loop_lag_seconds_bucket{le="+Inf"}'])
         )
 
 

@@ -20,8 +20,10 @@ def test_an_object_over_the_cpu_limit_is_reported_and_reset_with_an_error_to_its
         assert "Durable Object exceeded its CPU time limit and was reset" in body
         assert "--cpu-limit" in body
         # Reported while it still held the loop: the object and the stack.
-        report = srv.wait_for_log(r"Room 'hog' \(id [0-9a-f]+\) has held the event loop for "
-                                  r"[\d.]+s, past the CPU limit \(0.4s\)(?:.|\n)*in spin\n")
+        report = srv.wait_for_log(
+            r"Room 'hog' \(id [0-9a-f]+\) has held the event loop for "
+            r"[\d.]+s, past the CPU limit \(0.4s\)(?:.|\n)*in spin\n"
+        )
         assert "worker.py" in report.group(0)
         srv.wait_for_log(r"Resetting Durable Object [0-9a-f]+: Durable Object exceeded")
         # The next event constructs a new instance.
