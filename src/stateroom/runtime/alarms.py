@@ -36,7 +36,7 @@ class AlarmScheduler:
         self.namespace = namespace
         self.loop = asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        # What each timer is for: object id -> (alarm time in epoch ms, retry number).
+        # When each timer fires: object id -> (epoch ms, retry number; 0: the alarm itself).
         self.scheduled: dict[str, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -53,9 +53,9 @@ class AlarmScheduler:
         if when_ms is None:
             self.scheduled.pop(object_id.hex, None)
             return
-        self.scheduled[object_id.hex] = (when_ms, retry)
         if delay is None:
             delay = max(0.0, when_ms / 1000 - time.time())
+        self.scheduled[object_id.hex] = (round((time.time() + delay) * 1000), retry)
         self._timers[object_id.hex] = self.loop.call_later(
             delay, self._fire, object_id, when_ms, retry
         )
