@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from websockets.sync.client import connect
+
 from support import RunningServer, fetch, serve
 
 APP = "tests/apps/dx"
@@ -30,6 +32,24 @@ def test_an_object_over_the_cpu_limit_is_reported_and_reset_with_an_error_to_its
         assert fetch(srv, "/room/hog/instance") == (200, "2")
         # Other objects were not touched.
         assert fetch(srv, "/room/calm/instance") == (200, "3")
+
+
+def test_a_websocket_handler_over_the_limit_resets_its_object_and_keeps_the_socket() -> None:
+    with (
+        serve(APP, "--cpu-limit", "0.3", "--lag-threshold", "0.2") as srv,
+        connect(srv.ws_url + "/room/sock/ws") as ws,
+    ):
+        ws.send("instance")
+        assert ws.recv(timeout=5) == "instance 1"
+        ws.send("spin 0.6")
+        # The handler ran to its end (its send went out before control came back)...
+        assert ws.recv(timeout=5) == "echo: spin 0.6"
+        srv.wait_for_log(r"Room 'sock' \(id [0-9a-f]+\) has held the event loop")
+        # ...then the object was reset; its hibernatable socket stays open, as on
+        # Cloudflare, and the next message runs on a new instance.
+        srv.wait_for_log(r"Resetting Durable Object [0-9a-f]+: Durable Object exceeded")
+        ws.send("instance")
+        assert ws.recv(timeout=5) == "instance 2"
 
 
 def test_a_stall_under_the_limit_is_logged_with_its_culprit_and_nothing_is_reset() -> None:

@@ -9,6 +9,7 @@ import ctypes
 import inspect
 import logging
 import os
+import secrets
 import signal
 import ssl
 import sys
@@ -34,6 +35,8 @@ from stateroom.storage.sqlite import SqliteBackend
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # Where `serve --metrics/--dashboard` reads the admin token when --admin-token is not given.
 ADMIN_TOKEN_ENV = "STATEROOM_ADMIN_TOKEN"
@@ -322,6 +325,15 @@ def _admin_settings(args: argparse.Namespace) -> tuple[bool, bool, str | None]:
             "--metrics and --dashboard need a token in `stateroom serve`: give "
             f"--admin-token TOKEN (or set {ADMIN_TOKEN_ENV}); requests to /__stateroom/ "
             "must then carry it (Authorization: Bearer TOKEN, or ?token=TOKEN)"
+        )
+    if (metrics or dashboard) and token is None and args.host not in _LOOPBACK:
+        # dev on a network address: the dashboard browses storage, so it gets a token too.
+        token = secrets.token_urlsafe(16)
+        logger.warning(
+            "dev listens on %s: /__stateroom/ needs a token; this run's is %s "
+            "(--admin-token to choose one)",
+            args.host,
+            token,
         )
     return metrics, dashboard, token
 

@@ -59,7 +59,7 @@ class Front:
             return await self._app(request)
         try:
             response = await self._app(request)
-        except BaseException:
+        except Exception:
             self.responses[500] += 1
             raise
         self.responses[response.status] += 1

@@ -1,6 +1,7 @@
 """A test app for metrics, the CPU watchdog and the dashboard: rooms by name.
 
-/room/NAME/ws         a hibernatable WebSocket (tag "room:NAME", attachment {"user": ?user})
+/room/NAME/ws         a hibernatable WebSocket (tag "room:NAME", attachment {"user": ?user}):
+                      echoes; "spin S" spins first; "instance" answers which instance runs
 /room/NAME/put?k=&v=  a storage write
 /room/NAME/spin?s=    holds the event loop for s seconds (a CPU loop)
 /room/NAME/alarm?ms=  sets an alarm ms from now (alarm() raises while ?fail=1 was given)
@@ -76,6 +77,11 @@ class Room(DurableObject):
         await self.ctx.storage.put("alarmed", True)
 
     async def webSocketMessage(self, ws, message):
+        if message.startswith("spin "):
+            spin(float(message[5:]))
+        elif message == "instance":
+            ws.send(f"instance {self.instance}")
+            return
         ws.send(f"echo: {message}")
 
     async def webSocketClose(self, ws, code, reason, wasClean):
