@@ -48,6 +48,17 @@ def test_the_feed_shows_objects_sockets_alarms_errors_and_storage_as_they_change
         with connect(srv.ws_url + "/__stateroom/live") as feed:
             first = json.loads(feed.recv(timeout=5))
             assert first["worker"] == "dx"
+            # Its own feed is not counted: once nothing changes (the loop's lag settles as
+            # the server starts), nothing more is pushed.
+            assert first["counters"]["websockets_open"] == 0
+            for _ in range(10):
+                try:
+                    pushed = json.loads(feed.recv(timeout=0.8))
+                except TimeoutError:
+                    break
+                assert pushed["counters"]["messages_out"] == 0, pushed["counters"]
+            else:
+                raise AssertionError("the feed kept pushing with nothing changing")
             assert [ns["binding"] for ns in first["namespaces"]] == ["ROOMS"]
             assert objects(first) == {}
             with connect(srv.ws_url + "/room/alice/ws?user=ann") as client:

@@ -76,6 +76,7 @@ class Admin:
         self.errors.install()
         self.watchers: set[WebSocket] = set()
         self._last = ""
+        self.sent = 0  # snapshots sent on the feeds, left out of the counters they show
         self._task: asyncio.Task[None] | None = None
 
     # -- requests ------------------------------------------------------------------------
@@ -128,14 +129,22 @@ class Admin:
     # -- the live feed ------------------------------------------------------------------------
 
     def _snapshot(self) -> dict[str, Any]:
-        return snapshot(self.front, self.server(), self.errors)
+        return snapshot(self.front, self.server(), self.errors, len(self.watchers), self.sent)
+
+    def _send(self, ws: WebSocket, text: str) -> None:
+        self.sent += 1
+        ws.send(text)
 
     def _live(self, request: Request) -> Response:
         if (request.headers.get("upgrade") or "").lower() != "websocket":
             return Response("this is the dashboard's WebSocket feed", status=426)
         client, server = WebSocketPair()
         server.accept()
+        # Made before this feed is a watcher: its connection does not exist yet either.
+        first = json.dumps(self._snapshot(), default=str)
         watchers = self.watchers
+        if first != self._last:
+            self._broadcast(first)  # the others are one change behind: catch them up too
         watchers.add(server)
 
         def closed(event: Any) -> None:
@@ -145,7 +154,7 @@ class Admin:
 
         server.addEventListener("close", closed)
         server.addEventListener("error", lambda event: watchers.discard(server))
-        server.send(json.dumps(self._snapshot(), default=str))
+        self._send(server, first)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._push())
         return Response(None, status=101, web_socket=client)
@@ -159,14 +168,16 @@ class Admin:
             except Exception:
                 logger.exception("the dashboard's snapshot failed")
                 continue
-            if text == self._last:
-                continue
-            self._last = text
-            for ws in list(self.watchers):
-                try:
-                    ws.send(text)
-                except Exception:
-                    self.watchers.discard(ws)
+            if text != self._last:
+                self._broadcast(text)
+
+    def _broadcast(self, text: str) -> None:
+        self._last = text
+        for ws in list(self.watchers):
+            try:
+                self._send(ws, text)
+            except Exception:
+                self.watchers.discard(ws)
 
     # -- storage ------------------------------------------------------------------------------
 

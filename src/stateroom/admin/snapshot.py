@@ -72,7 +72,16 @@ def _namespace(ns: ActorNamespace, seen: dict[tuple[str, str], str | None]) -> d
     return {"binding": ns.binding, "class": ns.cls.__name__, "objects": ordered}
 
 
-def snapshot(front: Front, server: Server | None, errors: RecentErrors) -> dict[str, Any]:
+def snapshot(
+    front: Front,
+    server: Server | None,
+    errors: RecentErrors,
+    own_sockets: int = 0,
+    own_messages: int = 0,
+) -> dict[str, Any]:
+    """The dashboard's view; ``own_sockets`` and ``own_messages`` are the dashboard's own
+    feeds and what it sent on them, left out of the counters (or every push would be a
+    change, and call for another)."""
     m = front.metrics
     runtime = front.runtime
     namespaces = []
@@ -84,9 +93,9 @@ def snapshot(front: Front, server: Server | None, errors: RecentErrors) -> dict[
         "load_error": front.error,
         "counters": {
             "requests": sum(front.responses.values()),
-            "websockets_open": open_sockets,
+            "websockets_open": open_sockets - own_sockets,
             "messages_in": received,
-            "messages_out": sent,
+            "messages_out": sent - own_messages,
             "activations": m.activations,
             "evictions": m.evictions,
             "hibernations": m.hibernations,
