@@ -19,8 +19,13 @@ APP = "tests/apps/dx"
 TOKEN = "dash-token"
 
 
-def next_state(feed: ClientConnection, check: Any, timeout: float = 10.0) -> dict[str, Any]:
-    """Read the feed until a snapshot satisfies ``check`` (it is pushed as things change)."""
+def next_state(
+    feed: ClientConnection, check: Any, timeout: float = 10.0, last: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The snapshot ``last`` read if it satisfies ``check``, else the next one pushed that
+    does (the feed pushes only changes)."""
+    if last is not None and check(last):
+        return last
     deadline = time.monotonic() + timeout
     while True:
         state = json.loads(feed.recv(timeout=max(0.01, deadline - time.monotonic())))
@@ -76,7 +81,9 @@ def test_the_feed_shows_objects_sockets_alarms_errors_and_storage_as_they_change
                 ]
                 assert live["counters"]["messages_in"] >= 1
                 # Hibernated, its socket still listed.
-                asleep = next_state(feed, lambda s: objects(s)["alice"]["state"] == "hibernated")
+                asleep = next_state(
+                    feed, lambda s: objects(s)["alice"]["state"] == "hibernated", last=live
+                )
                 assert objects(asleep)["alice"]["sockets"][0]["tags"] == ["room:alice"]
             # An alarm, failing: its next time and retry, and the error with its traceback.
             assert fetch(srv, "/room/bob/alarm?ms=0&fail=1") == (200, "set")
@@ -84,7 +91,7 @@ def test_the_feed_shows_objects_sockets_alarms_errors_and_storage_as_they_change
             error = next(e for e in failed["errors"] if e["object_name"] == "bob")
             assert "alarm() of Room 'bob'" in error["message"]
             assert "RuntimeError: alarm failed on purpose" in error["traceback"]
-            retrying = next_state(feed, lambda s: "alarm" in objects(s).get("bob", {}))
+            retrying = next_state(feed, lambda s: "alarm" in objects(s).get("bob", {}), last=failed)
             assert objects(retrying)["bob"]["alarm"]["retry"] == 1
             # Storage, read as one of the object's own events.
             assert fetch(srv, "/room/bob/put?k=greeting&v=hello") == (200, "ok")
@@ -94,6 +101,20 @@ def test_the_feed_shows_objects_sockets_alarms_errors_and_storage_as_they_change
             entries = dict(json.loads(body)["entries"])
             assert entries["greeting"] == "'hello'"
             assert entries["fail"] == "True"
+            # SQL: the tables' first rows, and a query whose writes are rolled back.
+            assert fetch(srv, "/room/bob/note?text=first") == (200, "noted")
+            api = f"/__stateroom/api/sql?binding=ROOMS&id={bob['id']}"
+            status, body = fetch(srv, api)
+            assert status == 200, body
+            assert json.loads(body)["results"] == [
+                {"table": "notes", "columns": ["id", "text"], "rows": [[1, "'first'"]]}
+            ]
+            status, body = fetch(srv, api + "&q=DELETE%20FROM%20notes%20RETURNING%20id")
+            assert json.loads(body)["results"] == [{"columns": ["id"], "rows": [[1]]}]
+            status, body = fetch(srv, api + "&q=SELECT%20count(*)%20AS%20n%20FROM%20notes")
+            assert json.loads(body)["results"] == [{"columns": ["n"], "rows": [[1]]}]
+            status, body = fetch(srv, api + "&q=SELECT%20nonsense")
+            assert "no such column" in json.loads(body)["results"][0]["error"]
         # The same snapshot as JSON.
         status, body = fetch(srv, "/__stateroom/api/state")
         assert status == 200 and "bob" in {

@@ -49,6 +49,7 @@ def test_an_object_appears_live_when_a_client_connects(browser: Any) -> None:
         APP, "--hibernation-timeout", "60", "--alarm-retry-delay", "60", command="dev"
     ) as srv:
         assert fetch(srv, "/room/lobby/put?k=topic&v=welcome") == (200, "ok")
+        assert fetch(srv, "/room/lobby/note?text=hello_sql") == (200, "noted")
         page = browser.new_page(viewport={"width": 1200, "height": 820})
         page.goto(srv.url + "/__stateroom/")
         page.wait_for_selector("#status.on", timeout=10_000)
@@ -79,6 +80,12 @@ def test_an_object_appears_live_when_a_client_connects(browser: Any) -> None:
             page.click('tr.object[data-name="lobby"] button')
             page.wait_for_selector("#storage td code", timeout=10_000)
             assert "'welcome'" in page.inner_text("#storage")
+            page.wait_for_selector("#sql h4", timeout=10_000)
+            assert "'hello_sql'" in page.inner_text("#sql")
+            page.fill("#sql-query", "SELECT count(*) AS n FROM notes")
+            page.click("#sql-form button")
+            page.wait_for_selector("#sql-result td", timeout=10_000)
+            assert page.inner_text("#sql-result td") == "1"
             shot = ARTIFACTS / "dashboard-live.png"
             page.screenshot(path=str(shot), full_page=True)
             if not DOCS_SHOT.exists() or os.environ.get("STATEROOM_UPDATE_SCREENSHOT") == "1":

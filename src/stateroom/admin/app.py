@@ -41,8 +41,41 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("stateroom.admin")
 
-# Most keys a storage listing shows.
+# Most keys a storage listing shows, and rows a SQL table or query result shows.
 STORAGE_LIMIT = 200
+SQL_ROWS = 50
+
+
+class _RollBack(Exception):
+    """Ends the dashboard's query transaction: whatever it wrote is undone."""
+
+
+def _table(cursor: Any) -> dict[str, Any]:
+    raw = cursor.raw()
+    rows: list[list[Any]] = []
+    for row in raw:
+        if len(rows) == SQL_ROWS:
+            break
+        rows.append([value if isinstance(value, int | float) else short(value) for value in row])
+    return {"columns": list(raw.columnNames), "rows": rows}
+
+
+def _rolled_back(storage: Any, query: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+
+    def read() -> None:
+        result.update(_table(storage.sql.exec(query)))
+        raise _RollBack
+
+    try:
+        storage.transactionSync(read)
+    except _RollBack:
+        pass
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    return result
+
+
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -109,10 +142,12 @@ class Admin:
             return self._live(request)
         if sub == "/api/state":
             return _json(self._snapshot())
-        if sub == "/api/storage":
+        if sub in ("/api/storage", "/api/sql"):
             binding = (query.get("binding") or [""])[0]
             hex_id = (query.get("id") or [""])[0]
-            return await self._storage(binding, hex_id)
+            if sub == "/api/storage":
+                return await self._storage(binding, hex_id)
+            return await self._sql(binding, hex_id, (query.get("q") or [""])[0])
         return Response("Not Found", status=404)
 
     def _authorized(self, request: Request, query: dict[str, list[str]]) -> bool:
@@ -181,27 +216,69 @@ class Admin:
 
     # -- storage ------------------------------------------------------------------------------
 
-    async def _storage(self, binding: str, hex_id: str) -> Response:
+    async def _in_object(
+        self, binding: str, hex_id: str, fn: Callable[[Any], Any]
+    ) -> tuple[Any, Response | None]:
+        """``fn(storage)`` run as one of the object's own events: in its turn, behind its
+        input gate (an object out of memory is constructed to answer)."""
         runtime = self.front.runtime
         ns = runtime.namespaces.get(binding) if runtime is not None else None
         if ns is None:
-            return _json({"error": f"no namespace {binding!r}"}, 404)
+            return None, _json({"error": f"no namespace {binding!r}"}, 404)
         if not _HEX_ID.fullmatch(hex_id):
-            return _json({"error": "id must be 64 lowercase hex digits"}, 400)
-        object_id = ns.make_id(hex_id)
+            return None, _json({"error": "id must be 64 lowercase hex digits"}, 400)
 
-        async def read(instance: Any) -> list[tuple[str, str]]:
+        async def event(instance: Any) -> Any:
             host = current_host.get()
             assert host is not None and host.ctx is not None
-            entries = await host.ctx.storage.list(limit=STORAGE_LIMIT)
+            result = fn(host.ctx.storage)
+            return await result if asyncio.iscoroutine(result) else result
+
+        try:
+            return await ns.host(ns.make_id(hex_id)).run(event), None
+        except Exception as exc:
+            return None, _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+
+    async def _storage(self, binding: str, hex_id: str) -> Response:
+        async def read(storage: Any) -> list[tuple[str, str]]:
+            entries = await storage.list(limit=STORAGE_LIMIT)
             return [(key, short(value)) for key, value in entries.items()]
 
-        # One of the object's own events: in its turn, behind its input gate.
-        try:
-            entries = await ns.host(object_id).run(read)
-        except Exception as exc:
-            return _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+        entries, error = await self._in_object(binding, hex_id, read)
+        if error is not None:
+            return error
         return _json({"binding": binding, "id": hex_id, "limit": STORAGE_LIMIT, "entries": entries})
+
+    async def _sql(self, binding: str, hex_id: str, query: str) -> Response:
+        """The object's SQL tables (first rows of each), or the result of ``query``.
+
+        A query runs inside ``transactionSync()`` that is always rolled back: it reads
+        what it likes, and whatever it writes is undone before the event ends.
+        """
+
+        def run(storage: Any) -> Any:
+            sql = storage.sql
+            if query:
+                return [_rolled_back(storage, query)]
+            names = sql.exec(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            ).toArray()
+            reserved = ("_cf_", "_stateroom_", "sqlite_")
+            tables = []
+            for row in names:
+                name = row["name"]
+                if name.startswith(reserved):
+                    continue
+                quoted = '"' + name.replace('"', '""') + '"'
+                result = _table(sql.exec(f"SELECT * FROM {quoted} LIMIT {SQL_ROWS}"))
+                result["table"] = name
+                tables.append(result)
+            return tables
+
+        tables, error = await self._in_object(binding, hex_id, run)
+        if error is not None:
+            return error
+        return _json({"binding": binding, "id": hex_id, "query": query or None, "results": tables})
 
     async def close(self) -> None:
         if self._task is not None:

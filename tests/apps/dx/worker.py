@@ -3,6 +3,7 @@
 /room/NAME/ws         a hibernatable WebSocket (tag "room:NAME", attachment {"user": ?user}):
                       echoes; "spin S" spins first; "instance" answers which instance runs
 /room/NAME/put?k=&v=  a storage write
+/room/NAME/note?text= a row in the SQL table notes
 /room/NAME/spin?s=    holds the event loop for s seconds (a CPU loop)
 /room/NAME/alarm?ms=  sets an alarm ms from now (alarm() raises while ?fail=1 was given)
 /room/NAME/instance   which instance answers (a number per construction)
@@ -67,6 +68,11 @@ class Room(DurableObject):
             await self.ctx.storage.put("fail", p.get("fail") == "1")
             await self.ctx.storage.setAlarm(time.time() * 1000 + float(p.get("ms", "0")))
             return Response("set")
+        if action == "note":
+            sql = self.ctx.storage.sql
+            sql.exec("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, text TEXT)")
+            sql.exec("INSERT INTO notes (text) VALUES (?)", p.get("text", ""))
+            return Response("noted")
         if action == "instance":
             return Response(str(self.instance))
         return Response("pong")
