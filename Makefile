@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 
-.PHONY: run test test-pure lint typecheck install workerd proxies chromium clean bench bench-smoke bench-report \
+.PHONY: run test test-pure lint typecheck install workerd proxies postgres chromium clean bench bench-smoke bench-report \
 	profile conformance conformance-full
 
 # The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
@@ -16,7 +16,8 @@ HOT_SOURCES := src/stateroom/compiled.py $(shell $(PYTHON) -c "import runpy; \
 	for m in runpy.run_path('src/stateroom/compiled.py')['HOT_MODULES']))")
 PURE := build/pure
 
-$(STAMP): pyproject.toml setup.py $(HOT_SOURCES) src/stateroom/protocol/_unmask.c
+$(STAMP): pyproject.toml setup.py $(HOT_SOURCES) src/stateroom/protocol/_unmask.c \
+		src/stateroom/storage/_logwriter.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -36,6 +37,11 @@ workerd: $(WORKERD)
 proxies:
 	bash tests/install-proxies.sh
 
+# Debian's postgresql, for the PostgreSQL commit log's tests (tests/postgres.py starts a
+# throw-away server of its own): apt-get installs it where missing.
+postgres:
+	bash tests/install-postgres.sh
+
 # Debian's chromium, for the dashboard's browser test (tests/test_dashboard_browser.py, driven
 # by Playwright through its executable path): apt-get installs it where missing.
 chromium:
@@ -46,14 +52,14 @@ run: $(STAMP)
 
 # The suite runs twice: on the compiled build, then on the same source as pure Python
 # (what an install without a C compiler runs).
-test: $(STAMP) $(WORKERD) proxies chromium
+test: $(STAMP) $(WORKERD) proxies postgres chromium
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-pure
 
-test-pure: $(STAMP) $(WORKERD) proxies chromium
+test-pure: $(STAMP) $(WORKERD) proxies postgres chromium
 	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
 	find $(PURE) -name '*.so' -delete
 	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(CURDIR)/$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider

@@ -39,6 +39,15 @@ def _ext_modules() -> list[Extension]:
             extra_compile_args=["-O3"],
         )
     )
+    # The commit log's writer thread, which must never take the GIL (the file says why);
+    # local_log.py falls back to a Python thread without it.
+    extensions.append(
+        Extension(
+            "stateroom.storage._logwriter",
+            ["src/stateroom/storage/_logwriter.c"],
+            extra_compile_args=["-O2"],
+        )
+    )
     for ext in extensions:
         ext.optional = True  # no C compiler: build_ext warns and the .py files are used
     return extensions

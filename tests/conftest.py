@@ -28,3 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def serve() -> Callable[..., Any]:
     """``with serve("examples/websocket-server", "--idle-timeout", "0.2") as srv:``."""
     return _serve
+
+
+# A throw-away PostgreSQL for the PostgreSQL commit log's tests (tests/postgres.py).
+from postgres import postgres_dsn, postgres_server  # noqa: E402, F401

@@ -161,6 +161,8 @@ def test_alarm_survives_restart(tmp_path: Path) -> None:
         first.proc.wait()
     with serve(APP, "--persist-to", data) as second:
         wait_until(lambda: json.loads(fetch(second, "/store/alarm-log?obj=restart")[1]) != [])
+        # The object was woken by its alarm, by id: its name came back from its storage.
+        assert fetch(second, "/store/alarm-name?obj=restart") == (200, '"restart"')
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:

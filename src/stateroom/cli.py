@@ -9,6 +9,7 @@ import ctypes
 import inspect
 import logging
 import os
+import resource
 import secrets
 import signal
 import ssl
@@ -17,7 +18,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from stateroom import logs
+from stateroom import logs, storage_commands
 from stateroom.admin.app import Admin
 from stateroom.api.websockets import LocalEvents, Worker
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
@@ -31,7 +32,8 @@ from stateroom.runtime.watchdog import Watchdog
 from stateroom.scaffold import TEMPLATES, ProjectExistsError, init_project
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
-from stateroom.storage.sqlite import SqliteBackend
+from stateroom.storage.backend import StorageBackend
+from stateroom.storage.choice import open_backend
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
@@ -140,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
             help="keep Durable Object storage in memory only (lost on exit; for tests)",
         )
         p.add_argument(
+            "--storage",
+            default=os.environ.get("STATEROOM_STORAGE", "local"),
+            metavar="STORE",
+            help="where writes become durable: local (default: one group-committed log "
+            "beside the data), files (an fsync per object commit), memory "
+            "(env STATEROOM_STORAGE)",
+        )
+        p.add_argument(
             "--alarm-retry-delay",
             type=float,
             default=RuntimeOptions.alarm_retry_delay,
@@ -211,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("directory", nargs="?", default=".", help="a new or empty folder")
     init.add_argument("--template", choices=TEMPLATES, default="websocket-server")
+    storage_commands.add_parser(sub)
     return parser
 
 
@@ -257,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "init":
         logs.configure("info", "text")
         return _init(args.directory, args.template)
+    if args.command == "storage":
+        logs.configure("info", "text")
+        return storage_commands.run(args)
     _tune_malloc()
     logs.configure(args.log_level, args.log_format)
     _report_build()
@@ -338,10 +352,19 @@ def _admin_settings(args: argparse.Namespace) -> tuple[bool, bool, str | None]:
     return metrics, dashboard, token
 
 
+def _raise_file_limit() -> None:
+    """Open files are sockets and object databases: take the hard limit, not the soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def _serve(args: argparse.Namespace) -> None:
     dev = args.command == "dev"
     metrics_on, dashboard_on, token = _admin_settings(args)
     metrics = RuntimeMetrics(enabled=metrics_on or dashboard_on)
+    _raise_file_limit()
     runtime_options = RuntimeOptions(
         idle_timeout=args.idle_timeout,
         hibernation_timeout=args.hibernation_timeout,
@@ -447,10 +470,10 @@ async def _serve(args: argparse.Namespace) -> None:
     backend.close()
 
 
-def _backend(args: argparse.Namespace, root: Path) -> SqliteBackend:
-    if args.in_memory:
-        return SqliteBackend(in_memory=True)
-    return SqliteBackend(Path(args.persist_to or root / ".stateroom"))
+def _backend(args: argparse.Namespace, root: Path) -> StorageBackend:
+    return open_backend(
+        "memory" if args.in_memory else args.storage, args.persist_to or root / ".stateroom"
+    )
 
 
 def _live_hosts(front: Front) -> list[ActorHost]:
@@ -489,10 +512,9 @@ def _run_test(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _load(args)
-        backend = (
-            SqliteBackend(in_memory=True)
-            if args.in_memory or not args.persist_to
-            else SqliteBackend(Path(args.persist_to))
+        backend = open_backend(
+            "memory" if args.in_memory or not args.persist_to else args.storage,
+            args.persist_to,
         )
         runtime = WorkerRuntime(
             config,

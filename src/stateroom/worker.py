@@ -107,10 +107,7 @@ class WorkerRuntime:
                     f"{config.path}: `durable_objects.bindings` {binding.name}: "
                     f"{config.main.name} must define class {binding.class_name}(DurableObject)"
                 )
-            # Keyed by the name the class was created under, so that renaming it
-            # (renamed_classes) keeps its objects' ids, and with them their data.
-            origin = origins.get(binding.class_name, binding.class_name)
-            secret = hashlib.sha256(f"stateroom-namespace:{config.name}:{origin}".encode()).digest()
+            secret = namespace_secret(config, binding.class_name, origins)
             ns = ActorNamespace(
                 binding.name,
                 cls,
@@ -176,6 +173,15 @@ class WorkerRuntime:
             await asyncio.wait_for(self.ctx.drain(), drain_timeout)
         except TimeoutError:
             logger.warning("waitUntil() work still running after %.0fs; abandoned", drain_timeout)
+
+
+def namespace_secret(
+    config: WorkerConfig, class_name: str, origins: dict[str, str] | None = None
+) -> bytes:
+    """The key of a class's object ids: from the name the class was created under, so
+    that renaming it (``renamed_classes``) keeps its objects' ids, and with them their data."""
+    origin = (config.class_origins() if origins is None else origins).get(class_name, class_name)
+    return hashlib.sha256(f"stateroom-namespace:{config.name}:{origin}".encode()).digest()
 
 
 def _apply_migrations(config: WorkerConfig, backend: StorageBackend) -> None:

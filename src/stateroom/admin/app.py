@@ -234,8 +234,13 @@ class Admin:
             result = fn(host.ctx.storage)
             return await result if asyncio.iscoroutine(result) else result
 
+        host = ns.hosts.get(hex_id)
+        if host is not None:
+            object_id = host.id
+        else:
+            object_id = ns.make_id(hex_id, self.front.metrics.names.get((binding, hex_id)))
         try:
-            return await ns.host(ns.make_id(hex_id)).run(event), None
+            return await ns.host(object_id).run(event), None
         except Exception as exc:
             return None, _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
 

@@ -69,6 +69,13 @@ def _mac(secret: bytes, body: bytes) -> bytes:
     return hmac.new(secret, b"id:" + body, hashlib.sha256).digest()[:16]
 
 
+def name_to_id(secret: bytes, name: str, jurisdiction: str | None = None) -> str:
+    """The hex id ``idFromName(name)`` gives in the namespace keyed by ``secret``."""
+    scope = b"name:" if jurisdiction is None else f"{jurisdiction}:".encode()
+    body = hmac.new(secret, scope + name.encode(), "sha256").digest()[:16]
+    return (body + _mac(secret, body)).hex()
+
+
 class DurableObjectNamespace:
     """What ``env.MY_BINDING`` is: makes ids and stubs for one Durable Object class."""
 
@@ -87,9 +94,7 @@ class DurableObjectNamespace:
         name = str(name)
         hex_id = self._named.get(name)
         if hex_id is None:
-            scope = b"name:" if self._jurisdiction is None else f"{self._jurisdiction}:".encode()
-            body = hmac.new(self._objects.secret, scope + name.encode(), "sha256").digest()
-            hex_id = self._make(body[:16], name).hex
+            hex_id = name_to_id(self._objects.secret, name, self._jurisdiction)
             if len(self._named) >= _NAMED_CACHE:
                 self._named.clear()
             self._named[name] = hex_id

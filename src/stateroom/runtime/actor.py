@@ -62,7 +62,7 @@ class ActorNamespace:
         sql_enabled: bool = True,
         *,
         make_state: Callable[[ActorHost], DurableObjectState],
-        make_id: Callable[[str], DurableObjectId],
+        make_id: Callable[[str, str | None], DurableObjectId],
         socket_hooks: SocketHooks,
     ) -> None:
         self.binding = binding
@@ -81,14 +81,15 @@ class ActorNamespace:
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
 
-    def persisted_alarms(self) -> list[tuple[str, int]]:
-        """(object id, alarm ms) for every stored object of this class with an alarm."""
+    def persisted_alarms(self) -> list[tuple[str, int, str | None]]:
+        """(object id, alarm ms, name) for every stored object of this class with an alarm."""
         backend = self.backend
         found = []
         for hex_id in backend.stored_objects(self.storage_name):
             host = self.hosts.get(hex_id)
             if host is not None and host.storage is not None:
                 when = host.storage.store.get_alarm()
+                name = host.id.name
             else:
                 try:
                     store = backend.open(self.storage_name, hex_id)
@@ -97,10 +98,11 @@ class ActorNamespace:
                     continue
                 try:
                     when = store.get_alarm()
+                    name = store.get_name() if when is not None else None
                 finally:
                     store.close()
             if when is not None:
-                found.append((hex_id, when))
+                found.append((hex_id, when, name))
         return found
 
     def channel(self, object_id: DurableObjectId) -> LocalChannel:
@@ -205,6 +207,9 @@ class ActorHost:
                 input_gate=self.gate,
                 on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
             )
+            name = self.id.name
+            if name is not None:
+                storage.remember_name(name)
             if not ns.sql_enabled:
                 storage.sql = _SqlDisabled(ns.cls.__name__)  # type: ignore[assignment]
         return storage
@@ -237,6 +242,12 @@ class ActorHost:
         self._cancel_idle()
         token = current_host.set(self)
         try:
+            if self.instance is None:
+                ns = self.namespace
+                preparing = ns.backend.prepare(ns.storage_name, self.id.hex)
+                if preparing is not None:
+                    # The object's data comes from elsewhere first (a remote log).
+                    await preparing
             instance = self.activate()
             if input_gate.depth:
                 # The constructor started blockConcurrencyWhile(): this event waits too.

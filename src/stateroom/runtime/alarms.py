@@ -111,8 +111,9 @@ class AlarmScheduler:
     def recover(self) -> int:
         """Re-arm the alarms persisted by earlier runs; returns how many were found."""
         found = 0
-        for hex_id, when_ms in self.namespace.persisted_alarms():
-            self.update(self.namespace.make_id(hex_id), when_ms)
+        for hex_id, when_ms, name in self.namespace.persisted_alarms():
+            # The stored name comes back: ctx.id.name in alarm() after a restart.
+            self.update(self.namespace.make_id(hex_id, name), when_ms)
             found += 1
         if found:
             logger.info("re-armed %d alarms of %s", found, self.namespace.cls.__name__)

@@ -21,8 +21,9 @@ What a backend must guarantee
 * **Transactions.** ``begin()`` starts a transaction; everything until
   ``commit()`` or ``rollback()`` is atomic. Savepoints nest inside it. Reads
   inside a transaction see its own uncommitted writes.
-* **Durability on commit.** When ``commit()`` returns, the transaction survives
-  process death (``kill -9``) and power loss. If it raises, the transaction may
+* **Durability on commit.** When ``commit()`` returns None, or once the
+  ``Pending`` it returns completes, the transaction survives process death
+  (``kill -9``) and power loss. If it raises, the transaction may
   or may not have become durable, and the caller treats the object as broken.
 * **Key order.** KV keys compare by their UTF-8 bytes (Cloudflare's order),
   which is also code point order.
@@ -39,8 +40,12 @@ What a backend must guarantee
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stateroom.storage.log import Pending
 
 __all__ = [
     "RESERVED_PREFIXES",
@@ -125,8 +130,14 @@ class ObjectStore(ABC):
         """Start a transaction (it may start as a read and become a write)."""
 
     @abstractmethod
-    def commit(self) -> None:
-        """Make the open transaction durable; return only once it is."""
+    def commit(self) -> Pending | None:
+        """Commit the open transaction.
+
+        Returns None once it is durable, or, for a store backed by a commit log,
+        the log's ``Pending`` record: the commit is visible to this store at once
+        and durable when the record completes (nothing that depends on it may
+        leave the object before that).
+        """
 
     @abstractmethod
     def rollback(self) -> None:
@@ -212,6 +223,15 @@ class ObjectStore(ABC):
     def set_alarm(self, when_ms: int | None) -> None:
         """Store (or with None, clear) the alarm time."""
 
+    # -- name ---------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        """The name the object was addressed by (``idFromName``), if it was stored."""
+        return None
+
+    def set_name(self, name: str) -> None:  # noqa: B027 (optional: names help tools)
+        """Store the object's name, inside the open transaction."""
+
     # -- lifetime -----------------------------------------------------------
 
     @abstractmethod
@@ -229,6 +249,15 @@ class StorageBackend(ABC):
         ``namespace`` names the Durable Object class or namespace (a safe path
         component); ``object_id`` is the object's id in lowercase hex.
         """
+
+    def prepare(self, namespace: str, object_id: str) -> Awaitable[None] | None:
+        """What must finish before the object's instance is constructed, or None.
+
+        A backend whose durable copy is elsewhere (a remote commit log) fences the
+        object's previous activation and restores its data here; the local default
+        has nothing to do. The runtime awaits the result before the constructor.
+        """
+        return None
 
     @abstractmethod
     def stored_objects(self, namespace: str) -> list[str]:

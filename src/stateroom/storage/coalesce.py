@@ -10,10 +10,13 @@ combined and submitted atomically." This module implements that rule for any
   ``loop.call_soon``: the callback runs after everything already runnable in
   this turn, so every write made before the object next waits on real I/O
   lands in the same transaction.
-* The commit callback runs ``COMMIT`` (an fsync). Then the batch's write token
-  is released on the write tracker (the output gate), so responses and
-  WebSocket messages produced after the writes leave only now, and
-  ``flush()`` waiters wake.
+* The commit callback runs ``COMMIT``. A store that is durable when ``commit()``
+  returns (an fsync per commit) finishes the batch at once; a store backed by
+  the commit log returns a ``Pending`` record instead, and the batch finishes
+  when the log has made it durable, while the object runs on and the next
+  batch opens. Finishing releases the batch's write token on the write tracker
+  (the output gate), so responses and WebSocket messages produced after the
+  writes leave only now, and ``flush()`` waiters wake.
 * If ``COMMIT`` fails (disk full, I/O error) or the engine rolled the
   transaction back on its own, writes the object already acted upon are gone.
   The store is rolled back, the tracker is told (held outputs are discarded),
@@ -38,6 +41,7 @@ from typing import Any, Protocol
 
 from stateroom.storage.backend import ObjectStore
 from stateroom.storage.errors import StorageBrokenError, TransactionBusyError
+from stateroom.storage.log import Pending
 
 __all__ = ["CommitScheduler", "ImplicitTransaction", "WriteTracker"]
 
@@ -90,6 +94,13 @@ class ImplicitTransaction:
         self._post_commit: list[Callable[[], None]] = []
         self._depth = 0  # open savepoints (explicit transactions)
         self._deferred = False  # a commit came due while a savepoint was open
+        # Committed batches the log has not made durable yet, and the newest of them.
+        self._inflight = 0
+        self._last_pending: Pending | None = None
+        self._after_durable = False  # a commit came due while the last batch was in flight
+        # The object's name, stored with its first batch that writes (for tools, and
+        # for ctx.id.name of an object an alarm wakes after a restart).
+        self.name_to_store: str | None = None
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -101,7 +112,7 @@ class ImplicitTransaction:
     @property
     def commit_pending(self) -> bool:
         """Whether writes exist that are not yet durable."""
-        return self._dirty
+        return self._dirty or self._inflight > 0
 
     @property
     def in_explicit_transaction(self) -> bool:
@@ -231,6 +242,13 @@ class ImplicitTransaction:
     # -- commit --------------------------------------------------------------------
 
     def _commit_due(self) -> None:
+        last = self._last_pending
+        if last is not None and not last.done and not self._immediate:
+            # The previous batch is still on its way to the log: commit when it lands.
+            # Outputs of this batch could not leave before it anyway, and writes made
+            # meanwhile join this batch (fewer, larger records: group commit per object).
+            self._after_durable = True
+            return
         self._commit_scheduled = False
         self._immediate = False
         if self._broken is not None:
@@ -255,9 +273,14 @@ class ImplicitTransaction:
         if not self._open:
             self._finish_batch()
             return
+        pending: Pending | None = None
         try:
             if self._store.in_transaction:
-                self._store.commit()
+                name = self.name_to_store
+                if name is not None and self._dirty:
+                    self.name_to_store = None
+                    self._store.set_name(name)
+                pending = self._store.commit()
             elif self._dirty:
                 raise StorageBrokenError("the storage engine aborted the open transaction")
         except BaseException as exc:
@@ -266,13 +289,51 @@ class ImplicitTransaction:
                 self.check()
             return
         self._open = False
-        self._finish_batch()
+        if pending is None or (pending.done and pending.error is None):
+            self._finish_batch()
+            return
+        # Durable later: the batch's token, waiters and callbacks wait for the log.
+        token, self._token = self._token, None
+        self._dirty = False
+        waiters, self._waiters = self._waiters, []
+        callbacks, self._post_commit = self._post_commit, []
+        self._inflight += 1
+        self._last_pending = pending
+
+        def settled(error: BaseException | None) -> None:
+            self._inflight -= 1
+            if self._last_pending is pending:
+                self._last_pending = None
+            if error is not None:
+                self._fail(error)  # later batches depended on this one: they fail too
+                broken = self._broken
+                assert broken is not None
+                if token is not None and self._tracker is not None:
+                    self._tracker.write_failed(token, broken)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(broken)
+                return
+            self._settle(token, waiters, callbacks)
+            if self._after_durable and self._last_pending is None:
+                self._after_durable = False
+                self._commit_due()
+
+        pending.add_callback(settled)
 
     def _finish_batch(self) -> None:
         token, self._token = self._token, None
         self._dirty = False
         waiters, self._waiters = self._waiters, []
         callbacks, self._post_commit = self._post_commit, []
+        self._settle(token, waiters, callbacks)
+
+    def _settle(
+        self,
+        token: int | None,
+        waiters: list[asyncio.Future[None]],
+        callbacks: list[Callable[[], None]],
+    ) -> None:
         if token is not None and self._tracker is not None:
             self._tracker.write_done(token)
         for waiter in waiters:
@@ -297,7 +358,8 @@ class ImplicitTransaction:
         self._open = False
         self._dirty = False
         try:
-            self._store.rollback()
+            if self._store.in_transaction:
+                self._store.rollback()
         except Exception:
             logger.warning("rollback after failed commit also failed", exc_info=True)
         token, self._token = self._token, None
@@ -322,12 +384,26 @@ class ImplicitTransaction:
         that follows the transaction, so do not await it there.
         """
         self.check()
-        if not self._open:
-            return
-        if not self._commit_scheduled and self._depth == 0:
-            self._schedule()
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        if self._open:
+            if not self._commit_scheduled and self._depth == 0:
+                self._schedule()
+            self._waiters.append(waiter)
+        elif self._last_pending is not None:
+            last = self._last_pending
+            last.add_callback(
+                lambda error: (
+                    None
+                    if waiter.done()
+                    else waiter.set_result(None)
+                    if error is None
+                    else waiter.set_exception(
+                        self._broken if self._broken is not None else StorageBrokenError(str(error))
+                    )
+                )
+            )
+        else:
+            return
         await waiter
 
     def close(self, *, commit: bool = True) -> None:

@@ -201,6 +201,10 @@ class DurableObjectStorage:
         """Wait until everything written so far is durable (``StorageBrokenError`` if lost)."""
         await self._txn.flush()
 
+    def remember_name(self, name: str) -> None:
+        """Store the object's name with its next write (see ``ObjectStore.set_name``)."""
+        self._txn.name_to_store = name
+
     def commit_now(self) -> None:
         """Commit pending writes synchronously (before eviction or shutdown)."""
         self._txn.commit_now()

@@ -44,6 +44,7 @@ from stateroom.storage.errors import (
     StorageError,
     StoreInUseError,
 )
+from stateroom.storage.log import Pending
 
 __all__ = ["SqliteBackend", "SqliteObjectStore", "split_statements"]
 
@@ -79,6 +80,11 @@ _ALARM_PUT: Final = (
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
 )
 _ALARM_DELETE: Final = f"DELETE FROM {META_TABLE} WHERE key = 'alarm'" + _INTERNAL
+_NAME_GET: Final = f"SELECT value FROM {META_TABLE} WHERE key = 'name'" + _INTERNAL
+_NAME_PUT: Final = (
+    f"INSERT INTO {META_TABLE} (key, value) VALUES ('name', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
+)
 
 # Cloudflare's SQL limits for SQLite-backed Durable Objects.
 SQL_LIMITS: Final = {
@@ -380,12 +386,16 @@ class SqliteObjectStore(ObjectStore):
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.in_transaction
+        return not self._closed and self._conn.in_transaction
 
     def begin(self) -> None:
         self._run("BEGIN" + _INTERNAL)
 
-    def commit(self) -> None:
+    def commit(self) -> Pending | None:
+        self._commit()
+        return None
+
+    def _commit(self) -> None:
         self._run("COMMIT" + _INTERNAL)
         if self._vacuum_after_commit:
             self._vacuum_after_commit = False
@@ -609,6 +619,20 @@ class SqliteObjectStore(ObjectStore):
         self._meta_ready(create=True)
         self._run(_ALARM_PUT, (int(when_ms),))
 
+    # -- name -------------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        if not self._meta_ready(create=False):
+            return None
+        row = self._run(_NAME_GET).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_name(self, name: str) -> None:
+        if self.get_name() == name:
+            return
+        self._meta_ready(create=True)
+        self._run(_NAME_PUT, (name,))
+
     # -- lifetime ---------------------------------------------------------------
 
     @property
@@ -768,7 +792,7 @@ class SqliteBackend(StorageBackend):
         self._memory.clear()
 
 
-def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
+def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.Connection:
     # isolation_level=None: the sqlite3 module never BEGINs or COMMITs on its own;
     # the storage layer decides. timeout=0: a locked file fails at once instead
     # of stalling the event loop. check_same_thread=False: the runtime may move
@@ -781,6 +805,13 @@ def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
         if target != ":memory:":
             if exclusive:
                 conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            if logged:
+                # The commit log makes commits durable (log_backend.py): no fsync of our
+                # own (set first: switching to WAL would sync), and no checkpoint but the
+                # backend's, once the log holds the frames.
+                conn.execute("PRAGMA synchronous = OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute("PRAGMA journal_size_limit = 1048576")
             fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
             if fresh:
                 # Only possible before the first table: lets deleteAll() give space back.
@@ -788,7 +819,8 @@ def _connect(target: str, *, exclusive: bool) -> sqlite3.Connection:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not enable WAL mode (got {mode!r})")
-            conn.execute("PRAGMA synchronous = FULL")
+            if not logged:
+                conn.execute("PRAGMA synchronous = FULL")
         _check_format(conn)
         for limit, value in SQL_LIMITS.items():
             conn.setlimit(limit, value)

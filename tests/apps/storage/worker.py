@@ -97,6 +97,8 @@ class Store(DurableObject):
             return Response(json.dumps(await storage.getAlarm()))
         if action == "alarm-log":
             return Response(json.dumps((await storage.get("fired")) or []))
+        if action == "alarm-name":
+            return Response(json.dumps(await storage.get("alarm-name")))
         if action == "ws":
             client, server = WebSocketPair()
             self.ctx.acceptWebSocket(server)
@@ -114,6 +116,7 @@ class Store(DurableObject):
             entry["getAfterSet"] = await storage.getAlarm() is not None
         fired.append(entry)
         await storage.put("fired", fired)
+        await storage.put("alarm-name", self.ctx.id.name)
         fail = (await storage.get("fail")) or 0
         if fail > 0:
             await self.ctx.storage.put("fail", fail - 1)
