@@ -22,9 +22,15 @@ from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.channel import LocalChannel
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
-from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
+from stateroom.runtime.gates import (
+    BlockConcurrencyTimeoutError,
+    ExceededCpuError,
+    ObjectResetError,
+    OutputGate,
+)
 from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
+from stateroom.runtime.metrics import TimedWriteTracker
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.runtime.tasks import install as install_task_counting
 from stateroom.runtime.trace import describe, log_uncaught
@@ -154,6 +160,9 @@ class ActorHost:
         # The context socket events from the network run in (current_host set), made on
         # the first one: entering it costs less per message than setting and resetting.
         self.socket_context: contextvars.Context | None = None
+        # Set by the CPU watchdog (from its thread) when an event of this object held
+        # the event loop past the CPU limit: the reason the object is reset.
+        self.cpu_exceeded: str | None = None
 
     # -- activation -------------------------------------------------------
 
@@ -167,12 +176,20 @@ class ActorHost:
                 f"Durable Object {self.id} was reset while this event ran; its work is discarded"
             )
         token = current_host.set(self)
+        started = self.clock()
         try:
             self.ctx = self.namespace.make_state(self)
             instance = self.namespace.cls(self.ctx, self.namespace.env)
         finally:
             current_host.reset(token)
         self.instance = instance
+        self.namespace.options.metrics.activated(
+            self.namespace.binding,
+            self.id.hex,
+            self.id.name,
+            self.clock() - started,
+            bool(self.hibernation.sockets),
+        )
         self._became_idle()  # a wake by a socket event must be able to end in hibernation
         return instance
 
@@ -188,9 +205,11 @@ class ActorHost:
             ns = self.namespace
             store = ns.backend.open(ns.storage_name, self.id.hex)
             gate = self.output_gate = OutputGate(on_broken=self._storage_broken)
+            metrics = ns.options.metrics
             storage = self.storage = DurableObjectStorage(
                 store,
-                write_tracker=gate,
+                # With metrics on, each commit is timed on its way to the gate.
+                write_tracker=TimedWriteTracker(gate, metrics) if metrics.enabled else gate,
                 input_gate=self.gate,
                 on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
             )
@@ -241,6 +260,8 @@ class ActorHost:
                 await input_gate.wait_turn()
                 instance = self.activate()
             result = await fn(instance)
+            if self.cpu_exceeded is not None:
+                raise self._exceeded_cpu()
             gate = self.output_gate
             if gate is not None and gate.pending:
                 # The result is an output: it leaves only once earlier writes are durable.
@@ -250,6 +271,14 @@ class ActorHost:
             current_host.reset(token)
             self._busy -= 1
             self._became_idle()
+
+    def _exceeded_cpu(self) -> ExceededCpuError:
+        """The event that just ended ran past the CPU limit: reset, and tell its caller."""
+        reason = self.cpu_exceeded or "exceeded its CPU time limit"
+        self.cpu_exceeded = None
+        self.namespace.options.metrics.cpu_limit_resets += 1
+        self.reset(reason)
+        return ExceededCpuError(reason)
 
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         """Deliver an event of a socket accepted with ``accept()`` now, or queue it.
@@ -381,6 +410,7 @@ class ActorHost:
         self.instance = None
         self.ctx = None
         self._close_storage(commit=True)
+        self.namespace.options.metrics.left_memory(True)
 
     def reset(self, reason: str) -> None:
         """Throw the instance away after a fatal error; the next event starts afresh.
@@ -390,6 +420,7 @@ class ActorHost:
         Hibernatable sockets stay open, as on Cloudflare.
         """
         logger.error("Resetting Durable Object %s: %s", self.id, reason)
+        self.namespace.options.metrics.resets += 1
         gate = self.output_gate
         if gate is not None:
             gate.break_(ObjectResetError(reason))
@@ -408,6 +439,8 @@ class ActorHost:
     def evict(self) -> None:
         """Drop the instance from memory; the next event constructs a new one."""
         self._cancel_idle()
+        if not self.evicted:
+            self.namespace.options.metrics.left_memory(False)
         self.evicted = True
         self.instance = None
         self.ctx = None

@@ -7,9 +7,10 @@ descriptors there, not values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stateroom.runtime.input_gate import BLOCK_TIMEOUT
+from stateroom.runtime.metrics import RuntimeMetrics
 
 
 @dataclass
@@ -27,3 +28,10 @@ class RuntimeOptions:
     # GET /__scheduled?cron=... (and /cdn-cgi/handler/scheduled) runs scheduled() now,
     # as `wrangler dev --test-scheduled` does; on in `stateroom dev`.
     test_scheduled: bool = False
+    # A handler holding the event loop longer than this is reported and its object reset
+    # (Cloudflare's CPU limit is 30 s); None: no watchdog.
+    cpu_limit: float | None = 30.0
+    # The event loop held longer than this is logged with the code that held it.
+    lag_threshold: float = 1.0
+    # What the runtime counts (shared by the versions `stateroom dev` reloads).
+    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)

@@ -51,6 +51,9 @@ class Server:
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # WebSocket messages of connections already closed (open ones count their own).
+        self.closed_messages_in = 0
+        self.closed_messages_out = 0
 
     async def start(self) -> None:
         self._server = await self.loop.create_server(
@@ -75,6 +78,21 @@ class Server:
         self.connections.discard(conn)
         if not self.connections:
             self._idle.set()
+
+    def websocket_closed(self, messages_in: int, messages_out: int) -> None:
+        self.closed_messages_in += messages_in
+        self.closed_messages_out += messages_out
+
+    def websocket_counts(self) -> tuple[int, int, int]:
+        """(open WebSocket connections, messages received, messages sent) so far."""
+        from stateroom.server.websocket import WebSocketConnection
+
+        sockets = [c for c in self.connections if isinstance(c, WebSocketConnection)]
+        return (
+            len(sockets),
+            self.closed_messages_in + sum(c.messages_in for c in sockets),
+            self.closed_messages_out + sum(c.messages_out for c in sockets),
+        )
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, close WebSockets with 1001."""

@@ -61,6 +61,8 @@ class WebSocketConnection(SocketSink):
         "events",
         "handle",
         "loop",
+        "messages_in",
+        "messages_out",
         "protocol",
         "server",
         "transport",
@@ -86,6 +88,9 @@ class WebSocketConnection(SocketSink):
         self._ended = False
         self._paused = False
         self._slow_timer: asyncio.TimerHandle | None = None
+        # Plain counts, read when metrics are scraped (and added to the server's on close).
+        self.messages_in = 0
+        self.messages_out = 0
 
     def start(
         self, request: Request, response: Response, version: str, also_close: bool, tail: bytes
@@ -133,6 +138,7 @@ class WebSocketConnection(SocketSink):
         # The most common read (one small text frame) yields its text at once.
         text = protocol.small_text(data)
         if text is not None:
+            self.messages_in += 1
             # The runtime's sends while it handles the message leave in one go.
             self._batching = True
             try:
@@ -181,6 +187,7 @@ class WebSocketConnection(SocketSink):
         if self._slow_timer is not None:
             self._slow_timer.cancel()
         self.server.connection_closed(self)
+        self.server.websocket_closed(self.messages_in, self.messages_out)
         if not self._close_delivered:
             self._close_delivered = True
             self.events.socket_close(self.handle, CLOSE_ABNORMAL, "", False)
@@ -216,6 +223,7 @@ class WebSocketConnection(SocketSink):
     # -- SocketSink: what the runtime sends ----------------------------------------------
 
     def send_message(self, message: Message) -> None:
+        self.messages_out += 1
         protocol = self.protocol
         if type(message) is str:
             data = message.encode()
@@ -247,6 +255,7 @@ class WebSocketConnection(SocketSink):
     # -- ConnectionHandler: what the protocol core reports ------------------------------
 
     def on_message(self, message: str | bytes) -> None:
+        self.messages_in += 1
         self.events.socket_message(self.handle, message)
 
     def on_close_frame(self, code: int, reason: str) -> None:
