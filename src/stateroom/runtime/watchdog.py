@@ -86,6 +86,8 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stall: Stall | None = None
+        # (beat, lag) of a stall the loop got over before the thread's sample arrived.
+        self._late: tuple[int, float] | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -109,22 +111,33 @@ class Watchdog:
     def _beat(self) -> None:
         now = time.monotonic()
         lag = now - self._last_beat - self.interval
+        held_beat = self._beat_no
         self._beat_no += 1
         self._last_beat = now
         if lag > 0.0 and self.metrics.enabled:
             self.metrics.loop_lag(lag)
         stall, self._stall = self._stall, None
+        late, self._late = self._late, None
         if stall is not None and lag >= self.lag_threshold:
-            logger.warning(
-                "the event loop was held for %.2fs by %s; every other object and socket "
-                "waited. Stack when it was seen:\n%s",
-                lag,
-                stall.culprit,
-                stall.stack,
-                extra=_fields(stall.host),
-            )
+            self._report(stall, lag)
+        elif stall is not None and late is not None and stall.beat == late[0]:
+            # The thread's look at the stack finished after the loop got it back (on a
+            # busy machine it waits for the GIL and a core): the stall is still reported.
+            self._report(stall, late[1])
+        elif stall is None and lag >= self.lag_threshold:
+            self._late = (held_beat, lag)
         if self._loop is not None and not self._stop.is_set():
             self._timer = self._loop.call_later(self.interval, self._beat)
+
+    def _report(self, stall: Stall, lag: float) -> None:
+        logger.warning(
+            "the event loop was held for %.2fs by %s; every other object and socket "
+            "waited. Stack when it was seen:\n%s",
+            lag,
+            stall.culprit,
+            stall.stack,
+            extra=_fields(stall.host),
+        )
 
     def _enforce(self, stall: Stall, held: float) -> None:
         """Back on the loop after a stall past the CPU limit: reset the object if its
