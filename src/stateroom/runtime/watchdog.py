@@ -118,14 +118,20 @@ class Watchdog:
             self.metrics.loop_lag(lag)
         stall, self._stall = self._stall, None
         late, self._late = self._late, None
-        if stall is not None and lag >= self.lag_threshold:
-            self._report(stall, lag)
-        elif stall is not None and late is not None and stall.beat == late[0]:
+        held = lag
+        if stall is not None and late is not None and stall.beat == late[0]:
             # The thread's look at the stack finished after the loop got it back (on a
-            # busy machine it waits for the GIL and a core): the stall is still reported.
-            self._report(stall, late[1])
+            # busy machine it waits for the GIL and a core): the stall is still reported,
+            # with the time the loop measured.
+            held = late[1]
         elif stall is None and lag >= self.lag_threshold:
             self._late = (held_beat, lag)
+        if stall is not None and held >= self.lag_threshold:
+            self._report(stall, held)
+            if self.cpu_limit is not None and held >= self.cpu_limit and not stall.over_limit:
+                # Past the limit, and the thread did not get to say so while it lasted.
+                stall.over_limit = True
+                self._over_limit(stall, held)
         if self._loop is not None and not self._stop.is_set():
             self._timer = self._loop.call_later(self.interval, self._beat)
 
