@@ -134,6 +134,9 @@ def test_sqlite_frames_restore_to_the_same_database(postgres_dsn: str, tmp_path:
                 apply(image, record.frames, record.page_size)
             assert bytes(image) == expected
 
+            deadline = time.monotonic() + 20
+            while log.compacting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the background compactor's snapshots first
             await log.compact(NS, "sqlite")
             await log.sweep()
             restored = await log.restore(NS, "sqlite")
@@ -378,6 +381,8 @@ def test_compaction_keeps_restore_bounded(postgres_dsn: str) -> None:
             for record in restored.records:
                 apply(rebuilt, record.frames, record.page_size)
             assert rebuilt == image
+            while log.compacting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # no snapshot may land after the sweep
             deleted, _snapshots = await log.sweep()
             assert deleted > 250
             rows = await fetch(postgres_dsn, "SELECT count(*) FROM stateroom_snapshots")

@@ -164,14 +164,20 @@ ON CONFLICT (namespace, object_id) DO UPDATE SET epoch = o.epoch + 1
 RETURNING epoch
 """
 
-_LATEST_SNAPSHOT: Final = """
-SELECT seq, page_size, image FROM stateroom_snapshots
-WHERE namespace = $1 AND object_id = $2 ORDER BY seq DESC LIMIT 1
-"""
-
-_RECORDS_AFTER: Final = """
-SELECT seq, epoch, page_size, frames FROM stateroom_records
-WHERE namespace = $1 AND object_id = $2 AND seq > $3 ORDER BY seq
+# One statement sees one snapshot of the database (even in READ COMMITTED): the newest
+# image and the records after it, consistent with each other, in one round trip. The
+# image comes first (kind 0); then the records in order.
+_READ: Final = """
+WITH s AS (
+    SELECT seq, page_size, image FROM stateroom_snapshots
+    WHERE namespace = $1 AND object_id = $2 ORDER BY seq DESC LIMIT 1
+)
+SELECT 0 AS kind, seq, 0::bigint AS epoch, page_size, image AS data FROM s
+UNION ALL
+SELECT 1, r.seq, r.epoch, r.page_size, r.frames FROM stateroom_records r
+WHERE r.namespace = $1 AND r.object_id = $2
+  AND r.seq > coalesce((SELECT seq FROM s), 0)
+ORDER BY kind, seq
 """
 
 _SAVE_SNAPSHOT: Final = """
@@ -302,6 +308,8 @@ class PostgresCommitLog(CommitLog):
         self._closing = False
         self._closed = False
         self._closer: asyncio.Task[None] | None = None
+        # Whether the background compactor has work (queued or running).
+        self.compacting = False
         # Counters, for tests and benchmarks.
         self.batches = 0
         self.committed_records = 0
@@ -634,27 +642,17 @@ class PostgresCommitLog(CommitLog):
     async def restore(self, namespace: str, object_id: str) -> Restored:
         snapshot, rows = await self._read(namespace, object_id)
         records = [
-            LogRecord(namespace, object_id, row["epoch"], row["page_size"], row["frames"])
+            LogRecord(namespace, object_id, row["epoch"], row["page_size"], row["data"])
             for row in rows
         ]
-        return Restored(snapshot["image"] if snapshot is not None else b"", records)
+        return Restored(snapshot["data"] if snapshot is not None else b"", records)
 
     async def _read(self, namespace: str, object_id: str) -> tuple[Any, list[Any]]:
         """The newest snapshot row (or None) and the records after it, consistently."""
-        import asyncpg
-
-        pool = self._require_pool()
-        try:
-            async with (
-                pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                snapshot = await conn.fetchrow(_LATEST_SNAPSHOT, namespace, object_id)
-                after = snapshot["seq"] if snapshot is not None else 0
-                rows = await conn.fetch(_RECORDS_AFTER, namespace, object_id, after)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            raise LogUnavailableError(f"cannot read from PostgreSQL at {self.url}: {e}") from None
-        return snapshot, list(rows)
+        rows = list(await self._query("fetch", _READ, namespace, object_id))
+        if rows and rows[0]["kind"] == 0:
+            return rows[0], rows[1:]
+        return None, rows
 
     async def _query(self, method: str, sql: str, *args: Any) -> Any:
         import asyncpg
@@ -662,8 +660,19 @@ class PostgresCommitLog(CommitLog):
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                return await getattr(conn, method)(sql, *args)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                try:
+                    return await getattr(conn, method)(sql, *args)
+                except Exception as exc:
+                    if _connection_lost(exc):
+                        conn.terminate()  # the pool opens a new one next time
+                    raise
+        except (
+            TimeoutError,
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ) as e:
             raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
 
     def _require_pool(self) -> Any:
@@ -675,6 +684,7 @@ class PostgresCommitLog(CommitLog):
 
     def _queue_compaction(self, key: tuple[str, str]) -> None:
         self._to_compact[key] = None
+        self.compacting = True
         if self._compact_wake is not None:
             self._compact_wake.set()
 
@@ -684,12 +694,12 @@ class PostgresCommitLog(CommitLog):
         snapshot, rows = await self._read(namespace, object_id)
         if not rows:
             return False
-        base = bytes(snapshot["image"]) if snapshot is not None else b""
+        base = bytes(snapshot["data"]) if snapshot is not None else b""
 
         def build() -> bytes:
             image = bytearray(base)
             for row in rows:
-                apply(image, row["frames"], row["page_size"])
+                apply(image, row["data"], row["page_size"])
             return bytes(image)
 
         loop = asyncio.get_running_loop()
@@ -729,11 +739,14 @@ class PostgresCommitLog(CommitLog):
             while self._to_compact:
                 key = next(iter(self._to_compact))
                 del self._to_compact[key]
+                self.compacting = True
                 try:
                     await self.compact(*key)
                 except StorageError as exc:
                     logger.warning("commit log: snapshot of %s/%s failed: %s", *key, exc)
                     await asyncio.sleep(1.0)
+                finally:
+                    self.compacting = bool(self._to_compact)
                 await asyncio.sleep(0)  # let the flusher and the objects run in between
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.sweep_interval
