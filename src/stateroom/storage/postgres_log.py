@@ -264,8 +264,27 @@ async def _session_setup(conn: Any) -> None:
 class PostgresCommitLog(CommitLog):
     """Records, snapshots and epochs in PostgreSQL; see the module docstring.
 
-    ``await start()`` before the first ``append()`` (it connects, creates the tables and
-    starts the flusher and the compactor); ``await aclose()`` to flush and release.
+    Use, all on one event loop::
+
+        log = PostgresCommitLog("postgresql://user@host:5432/db")
+        await log.start()                   # connect, create tables; StorageError if unreachable
+        epoch = await log.acquire(ns, oid)  # every activation, before reading its state
+        restored = await log.restore(ns, oid)   # snapshot + records after it (the truth)
+        pending = log.append(LogRecord(ns, oid, epoch, page_size, frames))  # returns at once
+        ...
+        await log.aclose()                  # flush, wait, release (close() if no loop runs)
+
+    ``retention``: how long every moment stays rebuildable (records and snapshots are
+    kept until a snapshot made before the window covers them). ``snapshot_records``:
+    records since the last snapshot that trigger a new one (so do more bytes than the
+    database's size, past 64 KiB). ``sweep_interval``: seconds between retention
+    sweeps. ``connect_timeout``, ``statement_timeout``: seconds; a batch without an
+    answer by then fails (its outcome unknown). ``reconnect_max_delay``: the longest
+    backoff between reconnection attempts.
+
+    After a record fails (``LogUnavailableError``) or is refused (``FencedError``), the
+    same activation's later records fail too: the object must be reset, take a new
+    epoch with ``acquire()`` and rebuild from ``restore()``.
     """
 
     def __init__(
