@@ -252,13 +252,16 @@ def _connection_lost(exc: BaseException) -> bool:
     return True  # OSError, asyncpg.InterfaceError, a timeout: the connection is unusable
 
 
-async def _session_setup(conn: Any) -> None:
-    """Have the server end a statement whose client went away (PostgreSQL 14+) rather
-    than let it commit later: a timed-out batch then rarely commits after all."""
-    import asyncpg
+def _server_settings(conn: Any) -> dict[str, str]:
+    """Session settings for every later connection, given the server's version.
 
-    with contextlib.suppress(asyncpg.PostgresError):
-        await conn.execute("SET client_connection_check_interval = '1s'")
+    PostgreSQL 14+ then ends a statement whose client went away (a batch that timed
+    out) rather than letting it commit later. Sent at connection start, so that a
+    pool's ``RESET ALL`` keeps them.
+    """
+    if conn.get_server_version().major >= 14:
+        return {"client_connection_check_interval": "1000"}
+    return {}
 
 
 class PostgresCommitLog(CommitLog):
@@ -309,6 +312,7 @@ class PostgresCommitLog(CommitLog):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: Any = None  # the flusher's connection
         self._pool: Any = None  # acquire, restore, compaction
+        self._settings: dict[str, str] | None = None  # server_settings, once the version is known
         self._queue: list[tuple[LogRecord, Pending]] = []
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -359,7 +363,7 @@ class PostgresCommitLog(CommitLog):
                 max_size=4,
                 timeout=self.connect_timeout,
                 command_timeout=self.statement_timeout,
-                init=_session_setup,
+                server_settings=self._settings,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(
@@ -381,9 +385,16 @@ class PostgresCommitLog(CommitLog):
         import asyncpg
 
         conn = await asyncpg.connect(
-            self.dsn, timeout=self.connect_timeout, command_timeout=self.statement_timeout
+            self.dsn,
+            timeout=self.connect_timeout,
+            command_timeout=self.statement_timeout,
+            server_settings=self._settings,
         )
-        await _session_setup(conn)
+        if self._settings is None:  # the first connection: now the server's version is known
+            self._settings = _server_settings(conn)
+            if self._settings:
+                await conn.close()
+                return await self._connect()
         return conn
 
     async def aclose(self) -> None:
