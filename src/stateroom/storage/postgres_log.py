@@ -550,18 +550,27 @@ class PostgresCommitLog(CommitLog):
                 outcome[index] = refusal
             else:
                 send.append(index)
+        lost: BaseException | None = None
         if send:
-            await self._write(batch, send, outcome)
+            lost = await self._write(batch, send, outcome)
         self.batches += 1
         for index, (_record, pending) in enumerate(batch):
             pending.resolve(outcome[index])
+        if lost is not None:
+            # Whatever was queued behind a lost connection fails too (retryable), after
+            # the batch: each object's records settle in append order.
+            queued, self._queue = self._queue, []
+            for record, pending in queued:
+                self._mark_broken(record)
+                pending.resolve(lost)
 
     async def _write(
         self,
         batch: list[tuple[LogRecord, Pending]],
         send: list[int],
         outcome: list[BaseException | None],
-    ) -> None:
+    ) -> BaseException | None:
+        """Send the batch; fill ``outcome``. The failure when the connection is gone."""
         records = [batch[i][0] for i in send]
         args = (
             [r.namespace for r in records],
@@ -610,13 +619,7 @@ class PostgresCommitLog(CommitLog):
             for index in send:
                 self._mark_broken(batch[index][0])
                 outcome[index] = failure
-            # Whatever was queued behind a lost connection fails too (retryable).
-            if self._conn is None and self._queue:
-                queued, self._queue = self._queue, []
-                for record, pending in queued:
-                    self._mark_broken(record)
-                    pending.resolve(failure)
-            return
+            return failure if self._conn is None else None
         accepted: dict[tuple[str, str], tuple[int, int, int]] = {}
         for row in rows:
             accepted[(row[0], row[1])] = (row[2], row[3], row[4])
@@ -641,6 +644,7 @@ class PostgresCommitLog(CommitLog):
                 _image_bytes(record), 64 * 1024
             ):
                 self._queue_compaction(key)
+        return None
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
