@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 WORKERD := reference/node_modules/.bin/workerd
 LINT_PATHS := $(wildcard src tests examples bench conformance) setup.py
 
-.PHONY: run test test-pure lint typecheck install workerd proxies postgres clean bench bench-smoke bench-report \
+.PHONY: run test test-pure lint typecheck install workerd proxies postgres chromium clean bench bench-smoke bench-report \
 	profile conformance conformance-full
 
 # The hot modules are compiled by mypyc at install (setup.py): editing one reinstalls.
@@ -42,19 +42,24 @@ proxies:
 postgres:
 	bash tests/install-postgres.sh
 
+# Debian's chromium, for the dashboard's browser test (tests/test_dashboard_browser.py, driven
+# by Playwright through its executable path): apt-get installs it where missing.
+chromium:
+	bash tests/install-chromium.sh
+
 run: $(STAMP)
 	$(BIN)/stateroom dev examples/websocket-server --port 8787
 
 # The suite runs twice: on the compiled build, then on the same source as pure Python
 # (what an install without a C compiler runs).
-test: $(STAMP) $(WORKERD) proxies postgres
+test: $(STAMP) $(WORKERD) proxies postgres chromium
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-pure
 
-test-pure: $(STAMP) $(WORKERD) proxies postgres
+test-pure: $(STAMP) $(WORKERD) proxies postgres chromium
 	rm -rf $(PURE) && mkdir -p $(PURE) && cp -r src $(PURE)/
 	find $(PURE) -name '*.so' -delete
 	STATEROOM_PURE_PYTHON=1 PYTHONPATH=$(CURDIR)/$(PURE)/src $(BIN)/pytest -q -p no:cacheprovider

@@ -62,6 +62,12 @@ SERVERS = {
     ],
     "picows": ["bench/servers/picows_echo.py"],
 }
+# The same two stateroom servers with metrics and the dashboard on (--with-metrics).
+_ADMIN = ["--metrics", "--dashboard", "--admin-token", "bench"]
+WITH_METRICS = {
+    "stateroom+metrics": [*SERVERS["stateroom"], *_ADMIN],
+    "stateroom-hibernation+metrics": [*SERVERS["stateroom-hibernation"], *_ADMIN],
+}
 SHAPES = ((1, "1 conn x 1"), (100, "100 conns x 1"))
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
@@ -213,6 +219,16 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--server-messages", type=int, default=2_000, help="N for whole servers")
     parser.add_argument("--only", choices=("paths", "servers"), help="run one of the two tables")
+    parser.add_argument(
+        "--with-metrics",
+        action="store_true",
+        help="also count the stateroom servers with --metrics --dashboard on",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        help="count only this whole server (repeatable; names as in the table)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -239,7 +255,11 @@ def main() -> None:
         results["server_messages"] = m
         print("whole server process over real sockets, user-space instructions per message:")
         lines: dict[str, int] = {}
+        if args.with_metrics:
+            SERVERS.update(WITH_METRICS)
         for name in SERVERS:
+            if args.server and name not in args.server:
+                continue
             whole[name] = {}
             for conns, label in SHAPES:
                 # One connection: one wake-up per message, so also note the code it touches.

@@ -18,6 +18,10 @@ pinned to one core and ``bench/loadgen`` to the other:
 - **The stall**: an unrelated object's WebSocket echo (one connection, one message in
   flight), p50 and p99, alone and while 16 connections write to 8 objects.
 
+Each stateroom figure is taken for every store in ``--stores`` (default: ``local``, the
+commit log, ``files``, an fsync per object's commit: the behaviour before the log, and
+``postgresql``, the log in a throw-away PostgreSQL the run starts), side by side in one run.
+
 JSON in ``bench/results/storage-<time>.json``; a table on stdout for ``bench/README.md``.
 """
 
@@ -61,9 +65,14 @@ OBJECT_COUNTS = (1, 10, 100, 1000)
 CONNS = 32
 
 
+STORES = ("local", "files", "postgresql")  # the log; an fsync per object's commit; PostgreSQL
+IDLE_WAIT_S = 12.0  # past the pool's 10 s idle close: memory of live *idle* objects
+
+
 @contextmanager
-def writes_server(cores: Cores, data: Path) -> Iterator[RunningServer]:
+def writes_server(cores: Cores, data: Path, store: str = "local") -> Iterator[RunningServer]:
     argv = [sys.executable, "-m", "stateroom", "serve", APP, "--persist-to", str(data)]
+    argv += ["--storage", store]
     # Objects stay in memory for the whole run: memory per live object is measured.
     argv += ["--idle-timeout", "3600", "--log-level", "warning", "--port", "{port}"]
     with _subprocess_server("stateroom-writes", argv, cores, REPO_DIR) as server:
@@ -90,11 +99,11 @@ def http_get(server: RunningServer, path: str) -> str:
 # -- stateroom --------------------------------------------------------------------------
 
 
-def acked_writes(cores: Cores, warmup: float, duration: float) -> dict[str, Any]:
+def acked_writes(cores: Cores, warmup: float, duration: float, store: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp,
-        writes_server(cores, Path(tmp) / "data") as server,
+        writes_server(cores, Path(tmp) / "data", store) as server,
     ):
         for n in OBJECT_COUNTS:
             http_get(server, f"/prefill?objects={n}")  # steady state: every object exists
@@ -102,10 +111,10 @@ def acked_writes(cores: Cores, warmup: float, duration: float) -> dict[str, Any]
     return out
 
 
-def new_objects(cores: Cores, warmup: float, duration: float) -> dict[str, Any]:
+def new_objects(cores: Cores, warmup: float, duration: float, store: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-new-") as tmp:
         data = Path(tmp) / "data"
-        with writes_server(cores, data) as server:
+        with writes_server(cores, data, store) as server:
             load(cores, server, "/echo", 1, 0.2, 0.3)  # the runtime warm, nothing stored yet
             pids = server.pids()
             rss0, fds0 = rss_bytes(pids), sum(fd_counts(pids).values())
@@ -113,21 +122,25 @@ def new_objects(cores: Cores, warmup: float, duration: float) -> dict[str, Any]:
             created = int(http_get(server, "/count"))
             rss1, fds1 = rss_bytes(pids), sum(fd_counts(pids).values())
             disk = _du(data)
+            time.sleep(IDLE_WAIT_S)  # every object still live (idle timeout 3600 s), all idle
+            rss2, fds2 = rss_bytes(pids), sum(fd_counts(pids).values())
     return {
         "new_objects_per_s": metrics["msgs_per_s"],
         "objects": created,
         "kib_per_live_object": (rss1 - rss0) / created / 1024,
         "fds_per_live_object": (fds1 - fds0) / created,
+        "kib_per_idle_object": (rss2 - rss0) / created / 1024,
+        "fds_per_idle_object": (fds2 - fds0) / created,
         "disk_kib_per_object": disk / created / 1024,
         "server_cpu_util": metrics["server_cpu_util"],
     }
 
 
-def stall(cores: Cores, warmup: float, duration: float) -> dict[str, Any]:
+def stall(cores: Cores, warmup: float, duration: float, store: str) -> dict[str, Any]:
     """An unrelated object's echo latency, alone and under 16 writers to 8 objects."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-stall-") as tmp,
-        writes_server(cores, Path(tmp) / "data") as server,
+        writes_server(cores, Path(tmp) / "data", store) as server,
     ):
         http_get(server, "/prefill?objects=8")
         alone = load(cores, server, "/echo", 1, warmup, duration)
@@ -148,6 +161,20 @@ def stall(cores: Cores, warmup: float, duration: float) -> dict[str, Any]:
         "writes_per_s": box["writes"]["msgs_per_s"],
         "server_cpu_util": box["writes"]["server_cpu_util"],
     }
+
+
+@contextmanager
+def _store_url(store: str) -> Iterator[str]:
+    """What ``--storage`` gets for ``store``: ``postgresql`` starts the test suite's
+    throw-away PostgreSQL (``tests/postgres.py``, fsync on) for the run."""
+    if store != "postgresql":
+        yield store
+        return
+    sys.path.insert(0, str(REPO_DIR / "tests"))
+    from postgres import PostgresServer, new_database
+
+    with PostgresServer() as server:
+        yield new_database(server)
 
 
 # -- peers, in this process ----------------------------------------------------------------
@@ -210,36 +237,50 @@ def _du(path: Path) -> int:
 
 
 def table(data: dict[str, Any]) -> str:
+    stores = list(data["stores"])
+    head = " | ".join(f"stateroom {st}: acked writes/s (per server CPU-s)" for st in stores)
     lines = [
-        "| objects | stateroom acked writes/s | per server CPU-s | raw sqlite3, file per object |"
-        " shared SQLite, group commit |",
-        "|---|---|---|---|---|",
+        f"| objects | {head} | raw sqlite3, file per object | shared SQLite, group commit |",
+        "|---|" + "---|" * (len(stores) + 2),
     ]
     for n in OBJECT_COUNTS:
-        s = data["stateroom"][str(n)]
+        cells = []
+        for st in stores:
+            s = data["stores"][st]["acked_writes"][str(n)]
+            cells.append(f"{s['msgs_per_s']:,.0f} ({s['msgs_per_server_cpu_s']:,.0f})")
         lines.append(
-            f"| {n} | {s['msgs_per_s']:,.0f} | {s['msgs_per_server_cpu_s']:,.0f} | "
-            f"{data['sqlite_per_object'][str(n)]:,.0f} | "
+            f"| {n} | {' | '.join(cells)} | {data['sqlite_per_object'][str(n)]:,.0f} | "
             f"{data['sqlite_group_commit'][str(n)]:,.0f} |"
         )
-    new = data["new_objects"]
-    st = data["stall"]
     lines += [
         "",
-        "| new objects/s (first write) | KiB per live object | fds per live object |"
+        "| store | new objects/s (first write) | KiB per live object (just written; idle"
+        f" {IDLE_WAIT_S:.0f} s) | fds per live object (just written; idle) |"
         " disk KiB per one-key object | objects |",
-        "|---|---|---|---|---|",
-        f"| {new['new_objects_per_s']:,.0f} | {new['kib_per_live_object']:.0f} | "
-        f"{new['fds_per_live_object']:.2f} | {new['disk_kib_per_object']:.1f} | "
-        f"{new['objects']:,} |",
-        "",
-        "| unrelated object's echo | p50 µs | p99 µs |",
-        "|---|---|---|",
-        f"| alone | {st['alone']['p50_us']:.0f} | {st['alone']['p99_us']:.0f} |",
-        f"| while 16 connections write to 8 objects ({st['writes_per_s']:,.0f} acked writes/s,"
-        f" server core {st['server_cpu_util']:.0%} busy) | {st['while_writing']['p50_us']:.0f} |"
-        f" {st['while_writing']['p99_us']:.0f} |",
+        "|---|---|---|---|---|---|",
     ]
+    for st in stores:
+        new = data["stores"][st]["new_objects"]
+        lines.append(
+            f"| {st} | {new['new_objects_per_s']:,.0f} | {new['kib_per_live_object']:.0f};"
+            f" {new['kib_per_idle_object']:.0f} | {new['fds_per_live_object']:.2f};"
+            f" {new['fds_per_idle_object']:.2f} | {new['disk_kib_per_object']:.1f} |"
+            f" {new['objects']:,} |"
+        )
+    lines += [
+        "",
+        "| store | unrelated object's echo | p50 µs | p99 µs |",
+        "|---|---|---|---|",
+    ]
+    for st in stores:
+        stall_ = data["stores"][st]["stall"]
+        lines += [
+            f"| {st} | alone | {stall_['alone']['p50_us']:.0f} | {stall_['alone']['p99_us']:.0f} |",
+            f"| {st} | while 16 connections write to 8 objects"
+            f" ({stall_['writes_per_s']:,.0f} acked writes/s, server core"
+            f" {stall_['server_cpu_util']:.0%} busy) | {stall_['while_writing']['p50_us']:.0f} |"
+            f" {stall_['while_writing']['p99_us']:.0f} |",
+        ]
     return "\n".join(lines)
 
 
@@ -249,6 +290,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per figure")
     p.add_argument(
         "--out", type=Path, help="JSON file (default: bench/results/storage-<time>.json)"
+    )
+    p.add_argument(
+        "--stores",
+        type=lambda text: text.split(","),
+        default=list(STORES),
+        help=f"stateroom --storage values to measure, side by side (default: {','.join(STORES)})",
     )
     args = p.parse_args(argv)
     build_loadgen()
@@ -263,9 +310,13 @@ def main(argv: list[str] | None = None) -> None:
         ).stdout.strip(),
         "duration_s": args.duration,
     }
-    data["stateroom"] = acked_writes(cores, args.warmup, args.duration)
-    data["new_objects"] = new_objects(cores, args.warmup, args.duration)
-    data["stall"] = stall(cores, args.warmup, args.duration)
+    for store in args.stores:
+        with _store_url(store) as url:
+            data.setdefault("stores", {})[store] = {
+                "acked_writes": acked_writes(cores, args.warmup, args.duration, url),
+                "new_objects": new_objects(cores, args.warmup, args.duration, url),
+                "stall": stall(cores, args.warmup, args.duration, url),
+            }
     if cores.server is not None:
         os.sched_setaffinity(0, {cores.server})  # the in-process peers on the server's core
     data["sqlite_per_object"] = {str(n): sqlite_per_object(n, args.duration) for n in OBJECT_COUNTS}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -109,3 +111,31 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def keep_putting(
+    srv: RunningServer,
+    obj: str,
+    prefix: str,
+    acked: list[str],
+    lock: threading.Lock,
+    stop: threading.Event,
+) -> None:
+    """Write ``<prefix>i<n>`` keys to the storage test app's object ``obj``, one request
+    at a time, until ``stop`` or the server goes away; ``acked`` gets every key whose
+    write was acknowledged (a durability audit checks them afterwards)."""
+    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+    for i in range(100_000):
+        if stop.is_set():
+            break
+        key = f"{prefix}i{i}"
+        try:
+            conn.request("GET", f"/store/put?obj={obj}&k={key}&v={i}")
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            break
+        if response.status == 200 and body == b"ok":
+            with lock:
+                acked.append(key)
+    conn.close()

@@ -91,7 +91,8 @@ def test_unsupported_body_type_says_what_works() -> None:
         assert get(srv, "/obj/delta/badbody")[0] == 500
         srv.wait_for_log(
             r"TypeError: A body of type dict is not supported: use str, bytes, bytearray, "
-            r"memoryview or None \(for JSON, use Response.json\(value\)\)"
+            r"memoryview, an async iterable of bytes or str \(a stream\), or None "
+            r"\(for JSON, use Response.json\(value\)\)"
         )
 
 

@@ -31,6 +31,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "stateroom.api.headers",
         "stateroom.api.requests",
         "stateroom.api.responses",
+        "stateroom.api.streams",
         # The event interface: the server's only way to the application.
         "stateroom.runtime.interface",
         # A request's id and the object it reached, for logs and error pages.

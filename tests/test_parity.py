@@ -25,6 +25,7 @@ import re
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -366,6 +367,12 @@ HTTP_CASES: list[Case] = [
         "Expect 100-continue, body sent",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
     ),
+    # The app never reads the body: no 100 Continue, an answer at once, then a close
+    # (what follows on the connection would be the body it did not read).
+    _http_case(
+        "Expect 100-continue, body withheld",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    ),
     _http_case("malformed request line", b"GARBAGE\r\n\r\n"),
     _http_case("request line without version", b"GET /\r\n\r\n"),
     _http_case("header without colon", b"GET / HTTP/1.1\r\nHost: x\r\nBadHeader\r\n\r\n"),
@@ -573,6 +580,21 @@ class Deliberate:
     stateroom: Callable[[Any], bool]
 
 
+_RSV1_REASON = (
+    b"Received a WebSocket frame whose compression bit was set, but the compression "
+    b"extension was not negotiated for this connection"
+)
+
+
+_DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+
+
+def _deflated(data: bytes) -> bytes:
+    """``data`` as one permessage-deflate message (RFC 7692 7.2.1: no trailing 00 00 ff ff)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
 def _closed_with(code: int) -> Callable[[Any], bool]:
     return lambda obs: close_code(obs[1]) == code and obs[2] == "closed" and obs[4] == 0
 
@@ -624,21 +646,31 @@ DELIBERATE: list[Deliberate] = [
         lambda obs: obs[1] == b"\x88%\x03\xe8Durable Object is closing WebSocket",
         _closed_with(1007),
     ),
-    # workerd's reason here is 127 bytes, making an invalid (over 125-byte) close frame.
+    # workerd's reason here is 127 bytes, making an invalid (over 125-byte) close frame:
+    # stateroom sends its first 123 bytes, the most a close frame can carry.
     Deliberate(
         _ws_case("RSV1 without deflate", [frame(0x1, b"hello", rsv=4)]),
-        lambda obs: obs[1].startswith(b"\x88\x7e\x00\x81\x03\xeaReceived a WebSocket frame whose"),
-        _closed_with(1002),
-    ),
-    # RFC 9110 10.1.1: a server that waits for the body sends 100 Continue; workerd answers at
-    # once and closes because its app never reads the body.
-    Deliberate(
-        _http_case(
-            "Expect 100-continue, body withheld",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        lambda obs: obs[1] == b"\x88\x7e\x00\x81\x03\xea" + _RSV1_REASON + b".",
+        lambda obs: (
+            obs[1] == b"\x88\x7d\x03\xea" + _RSV1_REASON[:123]
+            and obs[2] == "closed"
+            and obs[4] == 0
         ),
-        lambda obs: obs[0].startswith(b"HTTP/1.1 200 OK\r\n") and obs[1] == "closed",
-        lambda obs: obs == (b"HTTP/1.1 100 Continue\r\n\r\n", "open"),
+    ),
+    # A compressed message that decompresses past 32 MiB: workerd's close, byte for byte
+    # (its counter then stays one too high: the socket-closed-by-the-runtime difference).
+    Deliberate(
+        _ws_case(
+            "decompressed message over the limit",
+            [frame(0x1, _deflated(b"\0" * (32 * 1024 * 1024 + 1)), rsv=4)],
+            request=_hs(
+                _UP + _KEY_LINE + _V13 + b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            ),
+        ),
+        lambda obs: obs[1] == b"\x88\x16\x03\xf1Message is too large",
+        lambda obs: (
+            obs[1] == b"\x88\x16\x03\xf1Message is too large" and obs[2] == "closed" and obs[4] == 0
+        ),
     ),
     # RFC 6455 4.2.1: workerd answers 101 to handshakes that are not handshakes. Without
     # Connection: Upgrade, the frames the client sends next are read as HTTP and lost.

@@ -53,6 +53,19 @@ def test_stubs_cross_by_reference(srv: RunningServer) -> None:
     assert scenario(srv, "stubs") == {"asked": 10, "other_value": 10}
 
 
+def test_an_unawaited_call_still_runs(srv: RunningServer) -> None:
+    assert scenario(srv, "unawaited") == {"value": 5}
+
+
+def test_a_callback_runs_in_its_owners_event_order(srv: RunningServer) -> None:
+    """A callback object a passed to object b runs in a, as one of a's events: while a's
+    input gate is closed (blockConcurrencyWhile), b's call of it waits."""
+    seen = scenario(srv, "owner-order")
+    assert seen["before_release"] == []
+    assert seen["notes"] == ["hold ended", "note x ran in owner-a"]
+    assert seen["fired"] == 2
+
+
 def test_errors_carry_cloudflares_properties_and_abort_resets(srv: RunningServer) -> None:
     seen = scenario(srv, "errors")
     assert seen["fail"] == ["ValueError", "the object's own error", True, False, False]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import random
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from support import RunningServer, fetch, serve
+from support import RunningServer, fetch, keep_putting, serve
 
 APP = "tests/apps/storage"
 
@@ -161,6 +160,8 @@ def test_alarm_survives_restart(tmp_path: Path) -> None:
         first.proc.wait()
     with serve(APP, "--persist-to", data) as second:
         wait_until(lambda: json.loads(fetch(second, "/store/alarm-log?obj=restart")[1]) != [])
+        # The object was woken by its alarm, by id: its name came back from its storage.
+        assert fetch(second, "/store/alarm-name?obj=restart") == (200, '"restart"')
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
@@ -173,30 +174,13 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     for round_no in range(rounds):
         with serve(APP, "--persist-to", data) as srv:
             stop = threading.Event()
-
-            def writer(
-                worker: int,
-                srv: RunningServer = srv,
-                stop: threading.Event = stop,
-                round_no: int = round_no,
-            ) -> None:
-                conn = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
-                for i in range(10_000):
-                    if stop.is_set():
-                        break
-                    key = f"r{round_no}w{worker}i{i}"
-                    try:
-                        conn.request("GET", f"/store/put?obj=durable&k={key}&v={i}")
-                        response = conn.getresponse()
-                        body = response.read()
-                    except (OSError, http.client.HTTPException):
-                        break
-                    if response.status == 200 and body == b"ok":
-                        with lock:
-                            acked.append(key)
-                conn.close()
-
-            threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+            threads = [
+                threading.Thread(
+                    target=keep_putting,
+                    args=(srv, "durable", f"r{round_no}w{w}", acked, lock, stop),
+                )
+                for w in range(4)
+            ]
             for t in threads:
                 t.start()
             target = len(acked) + random.randint(20, 200)
@@ -224,3 +208,20 @@ def test_alarm_survives_a_code_reload(tmp_path: Path, storage: str) -> None:
         source.write_text(source.read_text() + "\n# edited\n")
         srv.wait_for_log(r"reloaded")
         wait_until(lambda: json.loads(fetch(srv, "/store/alarm-log?obj=reload")[1]) != [])
+
+
+@pytest.mark.parametrize("store", ["local", "files"])
+def test_a_damaged_file_fails_its_object_only(tmp_path: Path, store: str) -> None:
+    """A database file overwritten on disk: that object's requests fail, the log says
+    which file is damaged and what to do; every other object works."""
+    data = tmp_path / "data"
+    with serve(APP, "--persist-to", str(data), "--storage", store) as srv:
+        assert fetch(srv, "/store/put?obj=good&k=x&v=1") == (200, "ok")
+        assert fetch(srv, "/store/put?obj=bad&k=x&v=2") == (200, "ok")
+        bad_id = fetch(srv, "/store/id?obj=bad")[1]
+    with open(data / "Store" / f"{bad_id}.sqlite3", "r+b") as file:
+        file.write(b"not sqlite" * 500)
+    with serve(APP, "--persist-to", str(data), "--storage", store) as srv:
+        assert fetch(srv, "/store/get?obj=bad&k=x")[0] == 500
+        assert fetch(srv, "/store/get?obj=good&k=x") == (200, '"1"')
+        srv.wait_for_log(rf"stored data of Store/{bad_id} is damaged .* move the file away")

@@ -473,8 +473,8 @@ async def fetch(resource: Any, init: Any = None, **kwargs: Any) -> Response:
     from workers.fetch import _send
 
     opts = _options(init, kwargs)
-    status, reason, headers, body, _url = await _send(resource, opts)
-    return Response(body or None, status, headers, statusText=reason)
+    fetched = await _send(resource, opts)
+    return Response.new(fetched)
 
 
 _timer_ids = itertools.count(1)

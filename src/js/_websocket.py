@@ -55,6 +55,7 @@ class WebSocket(JsProxy):
             raise JsException("SyntaxError", f"Failed to construct 'WebSocket': bad URL {url!r}")
         self.url = url
         self.protocol = ""
+        self.extensions = ""
         self._state = CONNECTING
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {"open": [], "error": []}
         # ``_local`` is the end the Worker sees events on; ``_remote`` mirrors the network.
@@ -158,6 +159,9 @@ class WebSocket(JsProxy):
             self._remote.close(None, "")
             return
         self.protocol = connection.subprotocol or ""
+        response = connection.response
+        if response is not None:
+            self.extensions = response.headers.get("Sec-WebSocket-Extensions", "")
         if self._state == CONNECTING:
             self._state = OPEN
         self._emit("open", Event("open"))

@@ -14,13 +14,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
+    from stateroom.api.entrypoints import (
+        DurableObject,
+        ExecutionContext,
+        ScheduledController,
+        WorkerEntrypoint,
+    )
+    from stateroom.api.fetch import fetch
     from stateroom.api.headers import Headers
     from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace, DurableObjectStub
     from stateroom.api.requests import Request
     from stateroom.api.responses import Response
     from stateroom.api.rpc import DataCloneError, RpcTarget
     from stateroom.api.state import DurableObjectState
+    from stateroom.api.streams import ReadableStream
     from stateroom.api.websockets import (
         CloseEvent,
         ErrorEvent,
@@ -42,10 +49,13 @@ _EXPORTS = {
     "ErrorEvent": "stateroom.api.websockets",
     "ExecutionContext": "stateroom.api.entrypoints",
     "Headers": "stateroom.api.headers",
+    "ReadableStream": "stateroom.api.streams",
+    "fetch": "stateroom.api.fetch",
     "MessageEvent": "stateroom.api.websockets",
     "Request": "stateroom.api.requests",
     "Response": "stateroom.api.responses",
     "RpcTarget": "stateroom.api.rpc",
+    "ScheduledController": "stateroom.api.entrypoints",
     "WebSocket": "stateroom.api.websockets",
     "WebSocketPair": "stateroom.api.websockets",
     "WebSocketRequestResponsePair": "stateroom.api.websockets",
@@ -64,13 +74,16 @@ __all__ = [
     "ExecutionContext",
     "Headers",
     "MessageEvent",
+    "ReadableStream",
     "Request",
     "Response",
     "RpcTarget",
+    "ScheduledController",
     "WebSocket",
     "WebSocketPair",
     "WebSocketRequestResponsePair",
     "WorkerEntrypoint",
+    "fetch",
 ]
 
 __version__ = "0.1.0"

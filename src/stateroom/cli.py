@@ -9,6 +9,8 @@ import ctypes
 import inspect
 import logging
 import os
+import resource
+import secrets
 import signal
 import ssl
 import sys
@@ -16,22 +18,31 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from stateroom import logs
-from stateroom.api.websockets import LocalEvents
+from stateroom import logs, storage_commands
+from stateroom.admin.app import Admin
+from stateroom.api.websockets import LocalEvents, Worker
 from stateroom.compiled import HOT_MODULES, compiled_modules, stale_modules
-from stateroom.config import CONFIG_NAMES, DEV_VARS, ConfigError, WorkerConfig, load_config
-from stateroom.protocol.frames import CLOSE_SERVICE_RESTART
+from stateroom.config import ConfigError, WorkerConfig, load_config
+from stateroom.front import Front
+from stateroom.reload import DEBOUNCE_S, POLL_S, Reloader, add_import_paths, load_error_text
+from stateroom.runtime.actor import ActorHost
+from stateroom.runtime.metrics import RuntimeMetrics
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.runtime.watchdog import Watchdog
 from stateroom.scaffold import TEMPLATES, ProjectExistsError, init_project
 from stateroom.server.options import ServerOptions
 from stateroom.server.server import Server
 from stateroom.storage.backend import StorageBackend
-from stateroom.storage.choice import open_backend
+from stateroom.storage.choice import close_backend, open_backend
+from stateroom.storage.errors import StorageError
 from stateroom.worker import WorkerRuntime
 
 logger = logging.getLogger("stateroom")
 
-RELOAD_POLL_S = 0.5
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+# Where `serve --metrics/--dashboard` reads the admin token when --admin-token is not given.
+ADMIN_TOKEN_ENV = "STATEROOM_ADMIN_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,8 +147,21 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("STATEROOM_STORAGE", "local"),
             metavar="STORE",
             help="where writes become durable: local (default: one group-committed log "
-            "beside the data), files (an fsync per object commit), memory "
-            "(env STATEROOM_STORAGE)",
+            "beside the data), postgresql://user:password@host:port/db (the log in "
+            "PostgreSQL; the data folder is a cache), files (an fsync per object commit), "
+            "memory (env STATEROOM_STORAGE)",
+        )
+        p.add_argument(
+            "--compress-threshold",
+            type=int,
+            default=ServerOptions.compress_threshold,
+            help="permessage-deflate: messages shorter than this many bytes go uncompressed "
+            "(0: every message, as workerd)",
+        )
+        p.add_argument(
+            "--test-scheduled",
+            action="store_true",
+            help="serve GET /__scheduled?cron=... to run scheduled() now (always on in dev)",
         )
         p.add_argument(
             "--alarm-retry-delay",
@@ -159,6 +183,51 @@ def _parser() -> argparse.ArgumentParser:
             help="log each request (method, path, status, duration) on stateroom.access "
             "(default: on in dev, off in serve)",
         )
+        p.add_argument(
+            "--metrics",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Prometheus metrics at /__stateroom/metrics (default: on in dev, off in serve; "
+            "serve needs --admin-token)",
+        )
+        p.add_argument(
+            "--dashboard",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="the live dashboard at /__stateroom/ (default: on in dev, off in serve; "
+            "serve needs --admin-token)",
+        )
+        p.add_argument(
+            "--admin-token",
+            metavar="TOKEN",
+            help=f"token /__stateroom/ requires (Authorization: Bearer TOKEN or ?token=TOKEN); "
+            f"default: ${ADMIN_TOKEN_ENV}",
+        )
+        p.add_argument(
+            "--cpu-limit",
+            type=float,
+            default=RuntimeOptions.cpu_limit,
+            help="seconds a handler may hold the event loop before its object is reset "
+            "(Cloudflare's CPU limit, 30; 0: never)",
+        )
+        p.add_argument(
+            "--lag-threshold",
+            type=float,
+            default=RuntimeOptions.lag_threshold,
+            help="event-loop stalls longer than this many seconds are logged with their culprit",
+        )
+        p.add_argument(
+            "--reload-poll",
+            type=float,
+            default=POLL_S,
+            help="dev: seconds between checks of the Worker's files",
+        )
+        p.add_argument(
+            "--reload-debounce",
+            type=float,
+            default=DEBOUNCE_S,
+            help="dev: a change reloads once the files have been still this many seconds",
+        )
     init = sub.add_parser(
         "init",
         help="make a new project from a template (with a test that passes)",
@@ -166,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("directory", nargs="?", default=".", help="a new or empty folder")
     init.add_argument("--template", choices=TEMPLATES, default="websocket-server")
+    storage_commands.add_parser(sub)
     return parser
 
 
@@ -212,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "init":
         logs.configure("info", "text")
         return _init(args.directory, args.template)
+    if args.command == "storage":
+        logs.configure("info", "text")
+        return storage_commands.run(args)
     _tune_malloc()
     logs.configure(args.log_level, args.log_format)
     _report_build()
@@ -219,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "test":
             return _run_test(args)
         _run(_serve(args))
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:
@@ -265,25 +338,56 @@ def _load(args: argparse.Namespace) -> WorkerConfig:
     logger.info(
         "%s%s", config.path, f" [env.{config.env_name}]" if config.env_name is not None else ""
     )
-    _add_import_paths(config)
+    add_import_paths(config)
     return config
 
 
-def _add_import_paths(config: WorkerConfig) -> None:
-    """Let ``main`` import its sibling modules, wherever it is (``main = "src/entry.py"``),
-    and the packages a Python Workers project vendors in ``python_modules/``."""
-    for folder in (config.root / "python_modules", config.main.parent):
-        if folder.is_dir() and str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+def _admin_settings(args: argparse.Namespace) -> tuple[bool, bool, str | None]:
+    """(metrics on, dashboard on, token): on in dev, opt-in with a token in serve."""
+    dev = args.command == "dev"
+    metrics = dev if args.metrics is None else args.metrics
+    dashboard = dev if args.dashboard is None else args.dashboard
+    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    if (metrics or dashboard) and not dev and token is None:
+        raise ConfigError(
+            "--metrics and --dashboard need a token in `stateroom serve`: give "
+            f"--admin-token TOKEN (or set {ADMIN_TOKEN_ENV}); requests to /__stateroom/ "
+            "must then carry it (Authorization: Bearer TOKEN, or ?token=TOKEN)"
+        )
+    if (metrics or dashboard) and token is None and args.host not in _LOOPBACK:
+        # dev on a network address: the dashboard browses storage, so it gets a token too.
+        token = secrets.token_urlsafe(16)
+        logger.warning(
+            "dev listens on %s: /__stateroom/ needs a token; this run's is %s "
+            "(--admin-token to choose one)",
+            args.host,
+            token,
+        )
+    return metrics, dashboard, token
+
+
+def _raise_file_limit() -> None:
+    """Open files are sockets and object databases: take the hard limit, not the soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    config = _load(args)
+    dev = args.command == "dev"
+    metrics_on, dashboard_on, token = _admin_settings(args)
+    metrics = RuntimeMetrics(enabled=metrics_on or dashboard_on)
+    _raise_file_limit()
     runtime_options = RuntimeOptions(
         idle_timeout=args.idle_timeout,
         hibernation_timeout=args.hibernation_timeout,
         block_timeout=args.block_timeout,
         alarm_retry_delay=args.alarm_retry_delay,
+        test_scheduled=args.command == "dev" or args.test_scheduled,
+        cpu_limit=args.cpu_limit or None,
+        lag_threshold=args.lag_threshold,
+        metrics=metrics,
     )
     server_options = ServerOptions(
         max_message_size=args.max_message_size,
@@ -294,41 +398,105 @@ async def _serve(args: argparse.Namespace) -> None:
         keep_alive_timeout=args.keep_alive_timeout,
         send_timeout=args.send_timeout,
         max_send_buffer=args.max_send_buffer,
-        allowed_origins=config.allowed_origins,
+        compress_threshold=args.compress_threshold,
         # Tracebacks in 500s are for development only: serve logs them with a request id.
-        debug_errors=args.command == "dev",
-        access_log=args.command == "dev" if args.access_log is None else args.access_log,
+        debug_errors=dev,
+        access_log=dev if args.access_log is None else args.access_log,
     )
-    backend = open_backend(
-        "memory" if args.in_memory else args.storage,
-        args.persist_to or config.root / ".stateroom",
-    )
-    runtime = WorkerRuntime(config, runtime_options, backend)
-    runtime.start()
+    ssl_context = _tls_context(args.tls_cert, args.tls_key)
+    root = Path(args.directory).resolve()
+    config: WorkerConfig | None = None
+    front = Front(None, metrics)
+    try:
+        config = _load(args)
+        root = config.root
+        backend = await _backend(args, root)
+        runtime = WorkerRuntime(config, runtime_options, backend)
+        runtime.start()
+        front.runtime = runtime
+    except Exception as exc:
+        if not dev:
+            raise
+        # dev goes on: every request gets the error until a save fixes it.
+        if config is None:
+            backend = await _backend(args, root)
+        front.error = load_error_text(exc)
+        logger.error(
+            "the Worker does not load; every request is answered with this error until it "
+            "is fixed (watching for changes):\n%s",
+            front.error,
+        )
+    if config is not None:
+        server_options.allowed_origins = config.allowed_origins
+    # serve without the admin surface keeps the runtime as the server's worker, as before.
+    worker: Worker = front
+    if not (dev or metrics_on or dashboard_on) and front.runtime is not None:
+        worker = front.runtime
     server = Server(
-        LocalEvents(runtime),
+        LocalEvents(worker),
         host=args.host,
         port=args.port,
         options=server_options,
-        ssl_context=_tls_context(args.tls_cert, args.tls_key),
+        ssl_context=ssl_context,
     )
+    if metrics_on or dashboard_on:
+        front.admin = Admin(
+            front, lambda: server, token=token, metrics=metrics_on, dashboard=dashboard_on
+        )
     await server.start()
+    if dashboard_on:
+        logger.info(
+            "dashboard: %s://%s:%d/__stateroom/%s",
+            server.scheme,
+            args.host,
+            server.port,
+            "?token=<--admin-token>" if token is not None else "",
+        )
+    watchdog = Watchdog(
+        lambda: _live_hosts(front),
+        metrics,
+        cpu_limit=runtime_options.cpu_limit,
+        lag_threshold=runtime_options.lag_threshold,
+    )
+    watchdog.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     watcher = None
-    if args.command == "dev":
-        watcher = asyncio.create_task(
-            _watch(server, config.root, args.env, runtime_options, backend)
+    if dev:
+        reloader = Reloader(
+            server,
+            front,
+            root,
+            args.env,
+            runtime_options,
+            backend,
+            poll=args.reload_poll,
+            debounce=args.reload_debounce,
         )
+        watcher = asyncio.create_task(reloader.run())
     await stop.wait()
     logger.info("shutting down")
     if watcher is not None:
         watcher.cancel()
-    await server.shutdown()
-    backend.close()
+    watchdog.stop()
+    await server.shutdown()  # shuts the Worker (and the admin surface) down too
+    await close_backend(backend)
+
+
+async def _backend(args: argparse.Namespace, root: Path) -> StorageBackend:
+    return await open_backend(
+        "memory" if args.in_memory else args.storage, args.persist_to or root / ".stateroom"
+    )
+
+
+def _live_hosts(front: Front) -> list[ActorHost]:
+    runtime = front.runtime
+    if runtime is None:
+        return []
+    return [host for ns in list(runtime.namespaces.values()) for host in list(ns.hosts.values())]
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -347,63 +515,6 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def _snapshot(root: Path) -> dict[Path, float]:
-    files: dict[Path, float] = {}
-    for path in root.rglob("*"):
-        if path.suffix in (".py", ".toml") and "/." not in str(path.relative_to(root)):
-            with contextlib.suppress(OSError):
-                files[path] = path.stat().st_mtime
-    # The configuration and its secrets, in the folder itself.
-    for path in [*(root / name for name in CONFIG_NAMES), *root.glob(DEV_VARS + "*")]:
-        with contextlib.suppress(OSError):
-            files[path] = path.stat().st_mtime
-    return files
-
-
-async def _watch(
-    server: Server, root: Path, env: str | None, options: RuntimeOptions, backend: StorageBackend
-) -> None:
-    """Reload the Worker when a .py file under its folder, its configuration or its
-    .dev.vars changes."""
-    from stateroom.server.websocket import WebSocketConnection
-
-    seen = _snapshot(root)
-    while True:
-        await asyncio.sleep(RELOAD_POLL_S)
-        now = _snapshot(root)
-        if now == seen:
-            continue
-        seen = now
-        try:
-            config = load_config(root, env)
-            _add_import_paths(config)
-            runtime = WorkerRuntime(config, options, backend)
-        except Exception:
-            logger.exception("reload failed; still serving the previous version")
-            continue
-        # Hibernatable WebSockets move to the new version and stay open; the others are
-        # tied to the old code's listeners and close with 1012. The old version lets go
-        # of its objects (and their storage) before the new one runs.
-        events = server.events
-        assert isinstance(events, LocalEvents)
-        old = events.worker
-        assert isinstance(old, WorkerRuntime)
-        kept = runtime.adopt_hibernatable(old)
-        for conn in list(server.connections):
-            if isinstance(conn, WebSocketConnection) and not events.socket_hibernatable(
-                conn.handle
-            ):
-                conn.shutdown(CLOSE_SERVICE_RESTART, "Service Restart")
-        # New requests go to the new version from now on; the old one evicts its objects
-        # (closing their storage) before anything else runs, then its alarms are re-armed
-        # by the new one from storage.
-        events.worker = runtime
-        server.options.allowed_origins = runtime.config.allowed_origins
-        await old.shutdown()
-        runtime.start()
-        logger.info("reloaded (%d hibernatable WebSockets kept open)", kept)
-
-
 class TestController:
     """What a ``test()`` handler receives as ``ctrl`` (workerd passes a controller too)."""
 
@@ -417,7 +528,7 @@ def _run_test(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _load(args)
-        backend = open_backend(
+        backend = await open_backend(
             "memory" if args.in_memory or not args.persist_to else args.storage,
             args.persist_to,
         )
@@ -447,7 +558,7 @@ def _run_test(args: argparse.Namespace) -> int:
             failed.append(exc)
         finally:
             await runtime.shutdown()
-            backend.close()
+            await close_backend(backend)
 
     _run(main())
     if failed:

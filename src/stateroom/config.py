@@ -80,7 +80,6 @@ _IGNORED_KEYS = {
     "minify",
     "env",
     "dev",
-    "triggers",
     "upload_source_maps",
     "keep_vars",
     "preview_urls",
@@ -137,6 +136,8 @@ class WorkerConfig:
     # .dev.vars or the process environment (their values are in vars; never logged).
     env_name: str | None = None
     secret_names: tuple[str, ...] = ()
+    # triggers.crons: when the Worker's scheduled() runs (UTC), as on Cloudflare.
+    crons: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -413,6 +414,26 @@ def _required_secrets(data: dict[str, Any], path: Path) -> list[str] | None:
     return list(names)
 
 
+def _crons(data: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """``triggers.crons``: cron expressions (5 fields, UTC), each checked here."""
+    from stateroom.runtime.cron import CronError, parse_cron
+
+    table = data.get("triggers")
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise _err(path, "triggers", 'expected a table, e.g. { "crons": ["0 * * * *"] }')
+    crons = table.get("crons", [])
+    if not isinstance(crons, list) or not all(isinstance(c, str) for c in crons):
+        raise _err(path, "triggers.crons", f"expected a list of cron expressions, got {crons!r}")
+    for i, expression in enumerate(crons):
+        try:
+            parse_cron(expression)
+        except CronError as exc:
+            raise _err(path, f"triggers.crons[{i}]", str(exc)) from None
+    return tuple(crons)
+
+
 def parse_config(
     data: dict[str, Any],
     path: Path,
@@ -436,6 +457,7 @@ def parse_config(
             "vars",
             "allowed_origins",
             "secrets",
+            "triggers",
         ):
             logger.warning("%s: unknown key `%s` ignored", path, key)
 
@@ -543,6 +565,7 @@ def parse_config(
         allowed_origins=tuple(origins) if origins is not None else None,
         env_name=env_name,
         secret_names=tuple(sorted(secrets or {})),
+        crons=_crons(data, path),
     )
     live = config.class_storage()
     for i, b in enumerate(config.durable_objects):

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +92,11 @@ class TestClient:
 
     async def __aenter__(self) -> TestClient:
         worker = self.worker = WorkerRuntime(load_config(self.app), self.options, self.backend)
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, VirtualTimeLoop):
+            # Cron triggers follow the test's clock: advance() fires those due by then.
+            worker.wall_clock = lambda: time.time() + loop.offset
+            worker.cron_catch_up = True
         worker.start()
         self.events = LocalEvents(worker)
         return self
@@ -139,7 +145,8 @@ class TestClient:
         if response.status != 101 or response.webSocket is None:
             raise UpgradeRefusedError(response)
         socket = TestSocket(events)
-        socket.handle = events.accept_socket(response.webSocket, socket.sink)
+        protocol = response.headers.get("sec-websocket-protocol") or ""
+        socket.handle = events.accept_socket(response.webSocket, socket.sink, protocol)
         self.sockets.append(socket)
         return socket
 

@@ -14,14 +14,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import inspect
 import logging
 import sys
+import time
+import urllib.parse
+from collections.abc import Callable
 from itertools import count
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from stateroom.api.entrypoints import DurableObject, ExecutionContext, WorkerEntrypoint
+from stateroom.api.entrypoints import (
+    DurableObject,
+    ExecutionContext,
+    ScheduledController,
+    WorkerEntrypoint,
+)
 from stateroom.api.namespace import DurableObjectId, DurableObjectNamespace
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
@@ -29,6 +38,7 @@ from stateroom.api.state import DurableObjectState
 from stateroom.api.websockets import SOCKET_HOOKS
 from stateroom.config import ConfigError, WorkerConfig
 from stateroom.runtime.actor import ActorNamespace
+from stateroom.runtime.cron import CronError, CronScheduler, parse_cron
 from stateroom.runtime.options import RuntimeOptions
 from stateroom.storage.backend import StorageBackend
 
@@ -107,10 +117,7 @@ class WorkerRuntime:
                     f"{config.path}: `durable_objects.bindings` {binding.name}: "
                     f"{config.main.name} must define class {binding.class_name}(DurableObject)"
                 )
-            # Keyed by the name the class was created under, so that renaming it
-            # (renamed_classes) keeps its objects' ids, and with them their data.
-            origin = origins.get(binding.class_name, binding.class_name)
-            secret = hashlib.sha256(f"stateroom-namespace:{config.name}:{origin}".encode()).digest()
+            secret = namespace_secret(config, binding.class_name, origins)
             ns = ActorNamespace(
                 binding.name,
                 cls,
@@ -136,13 +143,51 @@ class WorkerRuntime:
             )
         self.ctx = ExecutionContext()
         self.entrypoint = entry(self.ctx, env)
+        # The clock cron triggers read (UTC epoch seconds); tests give a virtual one.
+        self.wall_clock: Callable[[], float] = time.time
+        self.cron_catch_up = False  # run every occurrence a jump of the clock passed
+        self.crons: CronScheduler | None = None
+        if config.crons and getattr(self.entrypoint, "scheduled", None) is None:
+            logger.warning(
+                "%s: `triggers.crons` is set but Default defines no scheduled() handler",
+                config.path,
+            )
 
     def start(self) -> None:
-        """Re-arm alarms persisted by earlier runs (some may be due at once)."""
+        """Re-arm alarms persisted by earlier runs (some may be due at once), and the
+        cron triggers."""
         for ns in self.namespaces.values():
             ns.alarms.recover()
+        if self.config.crons:
+            self.crons = CronScheduler(
+                self.config.crons,
+                self.scheduled,
+                wall_clock=self.wall_clock,
+                catch_up=self.cron_catch_up,
+            )
+            self.crons.start()
+
+    async def scheduled(self, cron: str, scheduled_time_ms: float) -> None:
+        """Run ``Default.scheduled(controller)`` (or ``(controller, env, ctx)``, the
+        JavaScript and Python SDK form) for one trigger."""
+        handler = getattr(self.entrypoint, "scheduled", None)
+        if handler is None:
+            logger.warning("cron %r fired, but Default defines no scheduled() handler", cron)
+            return
+        controller = ScheduledController(cron, scheduled_time_ms)
+        arity = len(inspect.signature(handler).parameters)
+        # The entrypoint's own env and ctx (the workers adapter wraps them, as the SDK does).
+        env = getattr(self.entrypoint, "env", self.env)
+        ctx = getattr(self.entrypoint, "ctx", self.ctx)
+        result = handler(*(controller, env, ctx)[: max(1, arity)])
+        if inspect.isawaitable(result):
+            await result
 
     async def fetch(self, request: Request) -> Response:
+        if self.options.test_scheduled:
+            answer = await self._test_scheduled(request)
+            if answer is not None:
+                return answer
         response = await self.entrypoint.fetch(request)
         if not isinstance(response, Response):
             raise TypeError(
@@ -168,7 +213,32 @@ class WorkerRuntime:
                     moved += new_host.hibernation.adopt(old_host.hibernation)
         return moved
 
+    async def _test_scheduled(self, request: Request) -> Response | None:
+        """``/__scheduled?cron=...&time=...`` (wrangler's dev route, also at
+        ``/cdn-cgi/handler/scheduled``): run ``scheduled()`` now and say so."""
+        rest = request.url.split("://", 1)[-1]
+        target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+        path, _, query = target.partition("?")
+        if path not in ("/__scheduled", "/cdn-cgi/handler/scheduled"):
+            return None
+        params = urllib.parse.parse_qs(query)
+        cron = params.get("cron", [""])[0]
+        if cron:
+            try:
+                parse_cron(cron)
+            except CronError as exc:
+                return Response(str(exc), status=400)
+        when = params.get("time", [""])[0]
+        try:
+            when_ms = float(when) if when else self.wall_clock() * 1000
+        except ValueError:
+            return Response(f"time={when!r} is not a number of milliseconds", status=400)
+        await self.scheduled(cron, when_ms)
+        return Response("Ran scheduled event")
+
     async def shutdown(self, drain_timeout: float = 10.0) -> None:
+        if self.crons is not None:
+            self.crons.cancel_all()
         # Objects go first, so their storage is free for a version taking over at once.
         for ns in self.namespaces.values():
             await ns.shutdown()
@@ -176,6 +246,15 @@ class WorkerRuntime:
             await asyncio.wait_for(self.ctx.drain(), drain_timeout)
         except TimeoutError:
             logger.warning("waitUntil() work still running after %.0fs; abandoned", drain_timeout)
+
+
+def namespace_secret(
+    config: WorkerConfig, class_name: str, origins: dict[str, str] | None = None
+) -> bytes:
+    """The key of a class's object ids: from the name the class was created under, so
+    that renaming it (``renamed_classes``) keeps its objects' ids, and with them their data."""
+    origin = (config.class_origins() if origins is None else origins).get(class_name, class_name)
+    return hashlib.sha256(f"stateroom-namespace:{config.name}:{origin}".encode()).digest()
 
 
 def _apply_migrations(config: WorkerConfig, backend: StorageBackend) -> None:

@@ -45,6 +45,33 @@ class ExecutionContext:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class ScheduledController:
+    """What ``scheduled(controller)`` receives: the ``cron`` that fired and its
+    ``scheduledTime`` (ms since the epoch, UTC), as on Cloudflare."""
+
+    __slots__ = ("_retry", "cron", "scheduledTime")
+
+    type = "scheduled"
+
+    def __init__(self, cron: str, scheduled_time: float) -> None:
+        self.cron = cron
+        self.scheduledTime = scheduled_time
+        self._retry = True
+
+    @property
+    def scheduled_time(self) -> float:
+        return self.scheduledTime
+
+    def noRetry(self) -> None:
+        """Accepted: a failed run is not retried here in any case (logged instead)."""
+        self._retry = False
+
+    no_retry = noRetry
+
+    def __repr__(self) -> str:
+        return f"ScheduledController(cron={self.cron!r}, scheduledTime={self.scheduledTime})"
+
+
 class WorkerEntrypoint:
     """A stateless Worker: subclass it as ``Default`` and define ``async fetch(request)``."""
 

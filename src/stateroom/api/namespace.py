@@ -13,22 +13,26 @@ else; ``locationHint`` is accepted and ignored for the same reason.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import inspect
+import logging
 import os
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
-from stateroom.api.rpc import DataCloneError, clone
+from stateroom.api.rpc import DataCloneError, RpcTarget, clone
 from stateroom.api.state import DurableObjectAbort
+from stateroom.api.streams import ReadableStream
+from stateroom.runtime.context import current_host
 from stateroom.runtime.gates import ObjectResetError
 
 if TYPE_CHECKING:
-    from stateroom.runtime.actor import ActorNamespace
+    from stateroom.runtime.actor import ActorHost, ActorNamespace
     from stateroom.runtime.channel import ObjectChannel
 
 
@@ -69,6 +73,13 @@ def _mac(secret: bytes, body: bytes) -> bytes:
     return hmac.new(secret, b"id:" + body, hashlib.sha256).digest()[:16]
 
 
+def name_to_id(secret: bytes, name: str, jurisdiction: str | None = None) -> str:
+    """The hex id ``idFromName(name)`` gives in the namespace keyed by ``secret``."""
+    scope = b"name:" if jurisdiction is None else f"{jurisdiction}:".encode()
+    body = hmac.new(secret, scope + name.encode(), "sha256").digest()[:16]
+    return (body + _mac(secret, body)).hex()
+
+
 class DurableObjectNamespace:
     """What ``env.MY_BINDING`` is: makes ids and stubs for one Durable Object class."""
 
@@ -87,9 +98,7 @@ class DurableObjectNamespace:
         name = str(name)
         hex_id = self._named.get(name)
         if hex_id is None:
-            scope = b"name:" if self._jurisdiction is None else f"{self._jurisdiction}:".encode()
-            body = hmac.new(self._objects.secret, scope + name.encode(), "sha256").digest()
-            hex_id = self._make(body[:16], name).hex
+            hex_id = name_to_id(self._objects.secret, name, self._jurisdiction)
             if len(self._named) >= _NAMED_CACHE:
                 self._named.clear()
             self._named[name] = hex_id
@@ -152,6 +161,11 @@ class DurableObjectStub:
         self.id = object_id
         self._reach: ObjectChannel | None = None
 
+    def _owner(self) -> Callable[[Any], Any] | None:
+        """How callbacks and RpcTargets this object returns reach the caller: as stubs
+        that run them in the object."""
+        return _owned_by(self._objects.host(self.id))
+
     @property
     def _channel(self) -> ObjectChannel:
         """The object's entry points (the stub's only way to it), made on first use."""
@@ -172,6 +186,10 @@ class DurableObjectStub:
                 f"{self._objects.cls.__name__}.fetch() returned {type(response).__name__}; "
                 "it must return a Response."
             )
+        body = response._body
+        if isinstance(body, ReadableStream):
+            # Its chunks are made in the object, each in its turn behind the output gate.
+            response._body = ReadableStream(self._channel.stream(body))
         return response
 
     def __getattr__(self, method: str) -> _RpcMethod:
@@ -191,48 +209,42 @@ class _RpcMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> RpcPromise:
         # Copied now, at the call: what the caller changes afterwards does not travel.
+        # Callbacks and RpcTargets the caller passes stay its own (they run in it).
         try:
-            copied = clone((args, kwargs), _BY_REFERENCE)
+            copied = clone((args, kwargs), _BY_REFERENCE, _owned_by(current_host.get(None)))
         except DataCloneError as exc:
             return RpcPromise(_raise(exc))
         return RpcPromise(self._call(*copied))
 
     async def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         result = await _remote(self._stub._channel.call(self._method, args, kwargs))
-        return clone(result, _BY_REFERENCE)
+        return clone(result, _BY_REFERENCE, self._stub._owner())
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._read().__await__()
+        # A promise too: it reaches the object after the calls made before it.
+        return RpcPromise(self._read()).__await__()
 
     async def _read(self) -> Any:
-        return clone(await _remote(self._stub._channel.get(self._method)), _BY_REFERENCE)
+        value = await _remote(self._stub._channel.get(self._method))
+        return clone(value, _BY_REFERENCE, self._stub._owner())
 
 
 class RpcPromise:
     """The result of an RPC call: await it, or call a method of the result through it
     without awaiting first (``await stub.get_counter().increment()``, Cloudflare's promise
-    pipelining). It can be awaited more than once."""
+    pipelining). It can be awaited more than once.
 
-    __slots__ = ("_coro", "_done", "_error", "_result")
+    The call is under way from the moment it is made, as on Cloudflare: one nobody
+    awaits still runs (its error, if any, is logged at debug level)."""
+
+    __slots__ = ("_task",)
 
     def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self._coro = coro
-        self._done = False
-        self._error: BaseException | None = None
-        self._result: Any = None
+        task = self._task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_unawaited_error)
 
     def __await__(self) -> Generator[Any, None, Any]:
-        if not self._done:
-            try:
-                self._result = yield from self._coro.__await__()
-            except BaseException as exc:
-                self._error = exc
-                raise
-            finally:
-                self._done = True
-        if self._error is not None:
-            raise self._error
-        return self._result
+        return self._task.__await__()
 
     def __getattr__(self, name: str) -> _Pipelined:
         if name.startswith("_"):
@@ -295,4 +307,86 @@ async def _raise(error: BaseException) -> Any:
 
 
 # What an RPC call passes by reference rather than copying (see api/rpc.py).
-_BY_REFERENCE = (DurableObjectStub, DurableObjectId, DurableObjectNamespace)
+class OwnedFunction:
+    """A callback (a function or an ``RpcTarget``'s method) of a Durable Object, as another
+    side holds it: calling it runs the original in its owner, as one of the owner's
+    events (in its turn, behind its input gate), and returns a promise of the result, as
+    a stub of a function does on Cloudflare. Arguments and result are copied."""
+
+    __slots__ = ("_fn", "_host")
+
+    def __init__(self, fn: Callable[..., Any], host: ActorHost) -> None:
+        self._fn = fn
+        self._host = host
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RpcPromise:
+        try:
+            copied = clone((args, kwargs), _BY_REFERENCE, _owned_by(current_host.get(None)))
+        except DataCloneError as exc:
+            return RpcPromise(_raise(exc))
+        return RpcPromise(self._run(*copied))
+
+    async def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fn = self._fn
+
+        async def event(_instance: Any) -> Any:
+            result = fn(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        result = await _remote(self._host.run(event))
+        return clone(result, _BY_REFERENCE, _owned_by(self._host))
+
+    def __repr__(self) -> str:
+        return f"<callback {getattr(self._fn, '__qualname__', self._fn)!r} of {self._host.id}>"
+
+
+class OwnedTarget:
+    """An ``RpcTarget`` of a Durable Object, as another side holds it: its methods are
+    ``OwnedFunction``s (they run in the owner); other attributes read as copies."""
+
+    __slots__ = ("_host", "_target")
+
+    def __init__(self, target: RpcTarget, host: ActorHost) -> None:
+        self._target = target
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = getattr(self._target, name)
+        if callable(value):
+            return OwnedFunction(value, self._host)
+        return clone(value, _BY_REFERENCE, _owned_by(self._host))
+
+    def __repr__(self) -> str:
+        return f"<{type(self._target).__name__} of {self._host.id}>"
+
+
+def _owned_by(host: ActorHost | None) -> Callable[[Any], Any] | None:
+    """How a callback or ``RpcTarget`` that ``host`` passes on travels: as a stub that runs
+    it in ``host`` (None, for the Worker, which has no event order: as it is)."""
+    if host is None:
+        return None
+
+    def wrap(value: Any) -> Any:
+        if isinstance(value, RpcTarget):
+            return OwnedTarget(value, host)
+        return OwnedFunction(value, host)
+
+    return wrap
+
+
+def _unawaited_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("an RPC call failed: %r", task.exception())
+
+
+logger = logging.getLogger("stateroom.rpc")
+
+_BY_REFERENCE = (
+    DurableObjectStub,
+    DurableObjectId,
+    DurableObjectNamespace,
+    OwnedFunction,
+    OwnedTarget,
+)

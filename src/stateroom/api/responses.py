@@ -7,7 +7,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from stateroom.api.headers import Headers, HeadersInit
-from stateroom.api.requests import BodyInit, _to_bytes
+from stateroom.api.requests import BodyInit, _to_body
+from stateroom.api.streams import ReadableStream
 
 if TYPE_CHECKING:
     from stateroom.api.websockets import WebSocket
@@ -34,7 +35,10 @@ class Response:
 
     ``Response(body, status=200, headers=None, web_socket=None)``; ``webSocket=``
     is accepted too, as in Cloudflare's JavaScript API. A ``str`` body gets
-    ``Content-Type: text/plain;charset=UTF-8`` unless headers set one.
+    ``Content-Type: text/plain;charset=UTF-8`` unless headers set one. A body that is
+    an async iterable (an ``async def`` generator yielding bytes or str, or a
+    ``ReadableStream`` such as another request's ``body``) is streamed: sent chunk by
+    chunk as it is produced (``Transfer-Encoding: chunked`` on HTTP/1.1).
     """
 
     __slots__ = ("_body", "headers", "status", "statusText", "webSocket")
@@ -65,7 +69,7 @@ class Response:
         text = statusText if statusText is not None else status_text
         self.statusText: str = text if text is not None else _reason(status)
         self.webSocket: WebSocket | None = ws
-        self._body: bytes | None = None if body is None else _to_bytes(body)
+        self._body: bytes | ReadableStream | None = None if body is None else _to_body(body)
         if isinstance(body, str) and not self.headers.has("content-type"):
             self.headers.append("Content-Type", TEXT_PLAIN)
 
@@ -82,19 +86,31 @@ class Response:
         return 200 <= self.status <= 299
 
     @property
-    def body(self) -> bytes | None:
+    def body(self) -> bytes | ReadableStream | None:
+        """The body: bytes as given, a ``ReadableStream`` if it streams, or None."""
         return self._body
 
+    @property
+    def _stream(self) -> ReadableStream | None:
+        body = self._body
+        return body if isinstance(body, ReadableStream) else None
+
     async def bytes(self) -> bytes:
-        return self._body or b""
+        body = self._body
+        if isinstance(body, ReadableStream):
+            body = self._body = await body.readall()
+        return body or b""
+
+    arrayBuffer = bytes
+    array_buffer = bytes
 
     async def text(self) -> str:
-        return (self._body or b"").decode("utf-8", errors="replace")
+        return (await self.bytes()).decode("utf-8", errors="replace")
 
     json = _JsonMember()
 
     async def _read_json(self) -> Any:
-        return _json.loads(self._body or b"")
+        return _json.loads(await self.bytes())
 
     @classmethod
     def _from_json(cls, data: Any, status: int = 200, headers: HeadersInit = None) -> Response:

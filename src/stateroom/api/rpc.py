@@ -13,8 +13,10 @@ What is copied: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` (and
 cycles kept, as structured clone keeps them.
 
 What is passed by reference, as Cloudflare passes it by stub: stubs of Durable Objects,
-their ids, ``RpcTarget`` instances and functions (callbacks). Calling them runs the
-original, in the caller's event, where Cloudflare would run it in its owner's.
+their ids, ``RpcTarget`` instances and functions (callbacks). An ``RpcTarget`` or function
+that leaves a Durable Object reaches the other side as a stub of it (``wrap``, see
+``stateroom.api.namespace``): calling it runs the original in its owner, as one of the
+owner's events, in its turn behind the owner's input gate, as on Cloudflare.
 """
 
 from __future__ import annotations
@@ -53,17 +55,22 @@ class DataCloneError(TypeError):
     """A value of a type that cannot cross an RPC call (``DataCloneError`` on Cloudflare)."""
 
 
-def clone(value: Any, by_reference: tuple[type, ...] = ()) -> Any:
-    """A structured-clone copy of ``value``; instances of ``by_reference`` (and
-    ``RpcTarget``s and functions) are passed as they are."""
-    return _Cloner((RpcTarget, *by_reference)).copy(value)
+def clone(
+    value: Any,
+    by_reference: tuple[type, ...] = (),
+    wrap: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A structured-clone copy of ``value``; instances of ``by_reference`` are passed as
+    they are, and so are ``RpcTarget``s and functions, through ``wrap`` if given."""
+    return _Cloner(by_reference, wrap).copy(value)
 
 
 class _Cloner:
-    __slots__ = ("_by_reference", "_memo")
+    __slots__ = ("_by_reference", "_memo", "_wrap")
 
-    def __init__(self, by_reference: tuple[type, ...]) -> None:
+    def __init__(self, by_reference: tuple[type, ...], wrap: Callable[[Any], Any] | None) -> None:
         self._by_reference = by_reference
+        self._wrap = wrap
         self._memo: dict[int, Any] = {}
 
     def copy(self, value: Any) -> Any:
@@ -91,8 +98,13 @@ class _Cloner:
             copy = self._memo[id(value)] = bytes(value)
         elif isinstance(value, BaseException):
             copy = self._memo[id(value)] = _copy_error(value, self.copy)
-        elif isinstance(value, self._by_reference) or callable(value):
+        elif isinstance(value, self._by_reference):
             return value
+        elif isinstance(value, RpcTarget) or callable(value):
+            wrap = self._wrap
+            if wrap is None:
+                return value
+            copy = self._memo[id(value)] = wrap(value)
         else:
             raise DataCloneError(
                 f'Could not serialize object of type "{kind.__name__}". This type does not '

@@ -110,11 +110,19 @@ class WebSocket:
         "_listeners",
         "_peer",
         "_sink",
+        "extensions",
+        "protocol",
         "readyState",
+        "url",
     )
 
     def __init__(self) -> None:
         self.readyState: int = CONNECTING
+        # As on Cloudflare: None until a handshake has set them. A server end gets the
+        # 101's subprotocol and extensions; ``url`` is set on outgoing (client) sockets.
+        self.url: str | None = None
+        self.protocol: str | None = None
+        self.extensions: str | None = None
         self._peer: WebSocket | None = None
         self._sink: WebSocketSink | None = None
         self._listeners: dict[str, list[Listener]] = {}
@@ -496,10 +504,16 @@ class LocalEvents(Events):
     async def shutdown(self) -> None:
         await self.worker.shutdown()
 
-    def accept_socket(self, upgrade: object, sink: SocketSink) -> object:
+    def accept_socket(
+        self, upgrade: object, sink: SocketSink, protocol: str = "", extensions: str = ""
+    ) -> object:
         client = _client_end(upgrade)
+        server = client._peer
+        if server is not None:
+            server.protocol = client.protocol = protocol
+            server.extensions = client.extensions = extensions
         client._bind(sink)  # sends what the object sent before the 101, then binds
-        return client._peer
+        return server
 
     def refuse_socket(self, upgrade: object) -> None:
         peer = _client_end(upgrade)._peer

@@ -66,6 +66,16 @@ class ConnectionHandler(Protocol):
         """The connection failed; a close frame with ``code`` has been queued."""
 
 
+# workerd's reason for RSV1 without permessage-deflate is 127 bytes ("... negotiated for this
+# connection."), which makes a close frame over the 125 bytes RFC 6455 5.5 allows (clients
+# then fail the connection instead of reading the close): its first 123 bytes, the most a
+# close reason can hold.
+RSV1_NOT_NEGOTIATED: Final = (
+    "Received a WebSocket frame whose compression bit was set, but the compression "
+    "extension was not negotiated for this connection."
+)[:123]
+
+
 class ProtocolError(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -334,7 +344,7 @@ class ServerConnection:
         if b0 & RSV1 and (self.deflate is None or opcode not in (OP_TEXT, OP_BINARY)):
             raise ProtocolError(
                 CLOSE_PROTOCOL_ERROR,
-                "Received a frame with the compression bit set, but compression was not negotiated"
+                RSV1_NOT_NEGOTIATED
                 if self.deflate is None
                 else "Compression bit set on a control or continuation frame",
             )
@@ -370,10 +380,8 @@ class ServerConnection:
             # The limit is for the whole message; the extension counts across fragments.
             return deflate.decompress_fragment(payload, fin=fin, max_size=self.max_message_size)
         except MessageTooBig:
-            raise ProtocolError(
-                CLOSE_TOO_BIG,
-                f"Message is too large: over {self.max_message_size} bytes when decompressed",
-            ) from None
+            # workerd's reason, word for word (it knows no size once decompressing).
+            raise ProtocolError(CLOSE_TOO_BIG, "Message is too large") from None
         except (DecompressionError, ValueError) as exc:
             raise ProtocolError(CLOSE_INVALID_DATA, f"Invalid compressed data: {exc}") from None
 

@@ -22,10 +22,17 @@ from stateroom.runtime.alarms import AlarmScheduler
 from stateroom.runtime.channel import LocalChannel
 from stateroom.runtime.context import current_host
 from stateroom.runtime.eager import start_eagerly
-from stateroom.runtime.gates import BlockConcurrencyTimeoutError, ObjectResetError, OutputGate
+from stateroom.runtime.gates import (
+    BlockConcurrencyTimeoutError,
+    ExceededCpuError,
+    ObjectResetError,
+    OutputGate,
+)
 from stateroom.runtime.hibernation import HibernationManager, SocketHooks
 from stateroom.runtime.input_gate import InputGate
+from stateroom.runtime.metrics import TimedWriteTracker
 from stateroom.runtime.options import RuntimeOptions
+from stateroom.runtime.tasks import install as install_task_counting
 from stateroom.runtime.trace import describe, log_uncaught
 from stateroom.storage.backend import StorageBackend
 from stateroom.storage.kv import DurableObjectStorage
@@ -56,7 +63,7 @@ class ActorNamespace:
         sql_enabled: bool = True,
         *,
         make_state: Callable[[ActorHost], DurableObjectState],
-        make_id: Callable[[str], DurableObjectId],
+        make_id: Callable[[str, str | None], DurableObjectId],
         socket_hooks: SocketHooks,
     ) -> None:
         self.binding = binding
@@ -74,15 +81,21 @@ class ActorNamespace:
         self.socket_hooks = socket_hooks
         self.hosts: dict[str, ActorHost] = {}
         self.alarms = AlarmScheduler(self)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to count on
+            install_task_counting(asyncio.get_running_loop())
 
-    def persisted_alarms(self) -> list[tuple[str, int]]:
-        """(object id, alarm ms) for every stored object of this class with an alarm."""
+    def persisted_alarms(self) -> list[tuple[str, int, str | None]]:
+        """(object id, alarm ms, name) for every stored object of this class with an alarm."""
         backend = self.backend
+        kept = backend.stored_alarms(self.storage_name)
+        if kept is not None:
+            return kept
         found = []
         for hex_id in backend.stored_objects(self.storage_name):
             host = self.hosts.get(hex_id)
             if host is not None and host.storage is not None:
                 when = host.storage.store.get_alarm()
+                name = host.id.name
             else:
                 try:
                     store = backend.open(self.storage_name, hex_id)
@@ -91,10 +104,11 @@ class ActorNamespace:
                     continue
                 try:
                     when = store.get_alarm()
+                    name = store.get_name() if when is not None else None
                 finally:
                     store.close()
             if when is not None:
-                found.append((hex_id, when))
+                found.append((hex_id, when, name))
         return found
 
     def channel(self, object_id: DurableObjectId) -> LocalChannel:
@@ -146,6 +160,9 @@ class ActorHost:
         # The context socket events from the network run in (current_host set), made on
         # the first one: entering it costs less per message than setting and resetting.
         self.socket_context: contextvars.Context | None = None
+        # Set by the CPU watchdog (from its thread) when an event of this object held
+        # the event loop past the CPU limit: the reason the object is reset.
+        self.cpu_exceeded: str | None = None
 
     # -- activation -------------------------------------------------------
 
@@ -159,12 +176,20 @@ class ActorHost:
                 f"Durable Object {self.id} was reset while this event ran; its work is discarded"
             )
         token = current_host.set(self)
+        started = self.clock()
         try:
             self.ctx = self.namespace.make_state(self)
             instance = self.namespace.cls(self.ctx, self.namespace.env)
         finally:
             current_host.reset(token)
         self.instance = instance
+        self.namespace.options.metrics.activated(
+            self.namespace.binding,
+            self.id.hex,
+            self.id.name,
+            self.clock() - started,
+            bool(self.hibernation.sockets),
+        )
         self._became_idle()  # a wake by a socket event must be able to end in hibernation
         return instance
 
@@ -180,12 +205,17 @@ class ActorHost:
             ns = self.namespace
             store = ns.backend.open(ns.storage_name, self.id.hex)
             gate = self.output_gate = OutputGate(on_broken=self._storage_broken)
+            metrics = ns.options.metrics
             storage = self.storage = DurableObjectStorage(
                 store,
-                write_tracker=gate,
+                # With metrics on, each commit is timed on its way to the gate.
+                write_tracker=TimedWriteTracker(gate, metrics) if metrics.enabled else gate,
                 input_gate=self.gate,
                 on_alarm_changed=lambda when: ns.alarms.update(self.id, when),
             )
+            name = self.id.name
+            if name is not None:
+                storage.remember_name(name)
             if not ns.sql_enabled:
                 storage.sql = _SqlDisabled(ns.cls.__name__)  # type: ignore[assignment]
         return storage
@@ -218,12 +248,20 @@ class ActorHost:
         self._cancel_idle()
         token = current_host.set(self)
         try:
+            if self.instance is None:
+                ns = self.namespace
+                preparing = ns.backend.prepare(ns.storage_name, self.id.hex)
+                if preparing is not None:
+                    # The object's data comes from elsewhere first (a remote log).
+                    await preparing
             instance = self.activate()
             if input_gate.depth:
                 # The constructor started blockConcurrencyWhile(): this event waits too.
                 await input_gate.wait_turn()
                 instance = self.activate()
             result = await fn(instance)
+            if self.cpu_exceeded is not None:
+                raise self._exceeded_cpu()
             gate = self.output_gate
             if gate is not None and gate.pending:
                 # The result is an output: it leaves only once earlier writes are durable.
@@ -233,6 +271,14 @@ class ActorHost:
             current_host.reset(token)
             self._busy -= 1
             self._became_idle()
+
+    def _exceeded_cpu(self) -> ExceededCpuError:
+        """The event that just ended ran past the CPU limit: reset, and tell its caller."""
+        reason = self.cpu_exceeded or "exceeded its CPU time limit"
+        self.cpu_exceeded = None
+        self.namespace.options.metrics.cpu_limit_resets += 1
+        self.reset(reason)
+        return ExceededCpuError(reason)
 
     def deliver_socket_event(self, ws: WebSocket, kind: str, args: tuple[Any, ...]) -> None:
         """Deliver an event of a socket accepted with ``accept()`` now, or queue it.
@@ -268,6 +314,15 @@ class ActorHost:
         task = self.loop.create_task(coro)
         self._track(task)
         return task
+
+    def hold(self) -> None:
+        """Keep the object in memory until ``release()`` (a body it still streams)."""
+        self._busy += 1
+        self._cancel_idle()
+
+    def release(self) -> None:
+        self._busy -= 1
+        self._became_idle()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._busy += 1
@@ -355,6 +410,7 @@ class ActorHost:
         self.instance = None
         self.ctx = None
         self._close_storage(commit=True)
+        self.namespace.options.metrics.left_memory(True)
 
     def reset(self, reason: str) -> None:
         """Throw the instance away after a fatal error; the next event starts afresh.
@@ -364,6 +420,7 @@ class ActorHost:
         Hibernatable sockets stay open, as on Cloudflare.
         """
         logger.error("Resetting Durable Object %s: %s", self.id, reason)
+        self.namespace.options.metrics.resets += 1
         gate = self.output_gate
         if gate is not None:
             gate.break_(ObjectResetError(reason))
@@ -372,6 +429,8 @@ class ActorHost:
             with contextlib.suppress(Exception):
                 ws.close(1011, "Durable Object reset")
         self.listener_sockets.clear()
+        ns = self.namespace
+        ns.backend.release(ns.storage_name, self.id.hex)  # a new activation comes next
         if self.hibernation.sockets:
             self.hibernate()  # its hibernatable sockets stay open, as on Cloudflare
         else:
@@ -380,11 +439,15 @@ class ActorHost:
     def evict(self) -> None:
         """Drop the instance from memory; the next event constructs a new one."""
         self._cancel_idle()
+        if not self.evicted:
+            self.namespace.options.metrics.left_memory(False)
         self.evicted = True
         self.instance = None
         self.ctx = None
         self._close_storage(commit=True)
-        self.namespace.evict(self)
+        ns = self.namespace
+        ns.backend.release(ns.storage_name, self.id.hex)
+        ns.evict(self)
 
 
 class _SqlDisabled:

@@ -36,6 +36,8 @@ class AlarmScheduler:
         self.namespace = namespace
         self.loop = asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # When each timer fires: object id -> (epoch ms, retry number; 0: the alarm itself).
+        self.scheduled: dict[str, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def update(self, object_id: DurableObjectId, when_ms: int | None) -> None:
@@ -49,23 +51,31 @@ class AlarmScheduler:
         if old is not None:
             old.cancel()
         if when_ms is None:
+            self.scheduled.pop(object_id.hex, None)
             return
         if delay is None:
             delay = max(0.0, when_ms / 1000 - time.time())
+        self.scheduled[object_id.hex] = (round((time.time() + delay) * 1000), retry)
         self._timers[object_id.hex] = self.loop.call_later(
             delay, self._fire, object_id, when_ms, retry
         )
 
     def _fire(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
         self._timers.pop(object_id.hex, None)
+        self.scheduled.pop(object_id.hex, None)
         task = self.loop.create_task(self._run(object_id, when_ms, retry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, object_id: DurableObjectId, when_ms: int, retry: int) -> None:
+        metrics = self.namespace.options.metrics
+        metrics.alarm_runs += 1
+        if retry:
+            metrics.alarm_retries += 1
         try:
             await self.namespace.channel(object_id).alarm(when_ms, retry)
         except Exception:
+            metrics.alarm_failures += 1
             info = self._describe(object_id)
             if retry >= MAX_RETRIES:
                 logger.exception(
@@ -101,8 +111,9 @@ class AlarmScheduler:
     def recover(self) -> int:
         """Re-arm the alarms persisted by earlier runs; returns how many were found."""
         found = 0
-        for hex_id, when_ms in self.namespace.persisted_alarms():
-            self.update(self.namespace.make_id(hex_id), when_ms)
+        for hex_id, when_ms, name in self.namespace.persisted_alarms():
+            # The stored name comes back: ctx.id.name in alarm() after a restart.
+            self.update(self.namespace.make_id(hex_id, name), when_ms)
             found += 1
         if found:
             logger.info("re-armed %d alarms of %s", found, self.namespace.cls.__name__)
@@ -112,5 +123,6 @@ class AlarmScheduler:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self.scheduled.clear()
         for task in self._tasks:
             task.cancel()

@@ -13,9 +13,12 @@ run ``alarm``) lives here too, on the callee's side: it runs where the object li
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from stateroom.api.namespace import DurableObjectId
     from stateroom.api.requests import Request
     from stateroom.api.responses import Response
-    from stateroom.runtime.actor import ActorNamespace
+    from stateroom.runtime.actor import ActorHost, ActorNamespace
     from stateroom.storage.kv import DurableObjectStorage
 
 logger = logging.getLogger("stateroom.runtime")
@@ -50,6 +53,10 @@ class ObjectChannel(Protocol):
 
     async def alarm(self, when_ms: int, retry: int) -> None:
         """The alarm set for ``when_ms`` is due: run ``alarm()``; it raises if that did."""
+        ...
+
+    def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """A response body the object streams, as its caller reads it (``fetch``'s result)."""
         ...
 
     async def clear_alarm(self, when_ms: int) -> None:
@@ -99,6 +106,72 @@ class LocalChannel:
     async def clear_alarm(self, when_ms: int) -> None:
         host = self.namespace.host(self.object_id)
         await host.run(functools.partial(_clear_alarm, when_ms))
+
+    def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return HostedStream(self.namespace.host(self.object_id), chunks)
+
+
+class HostedStream:
+    """A body an object streams (an ``async def`` generator in its ``fetch``), read from
+    outside it, chunk by chunk.
+
+    Each chunk is produced in the object's context (its storage and ``ctx`` work there),
+    and leaves only once the writes made before it are durable (the output gate), as
+    a response does. The object stays in memory until the stream ends or is closed.
+    """
+
+    __slots__ = ("_context", "_done", "_host", "_source")
+
+    def __init__(self, host: ActorHost, source: AsyncIterator[bytes]) -> None:
+        self._host = host
+        self._source = source
+        context = contextvars.copy_context()
+        context.run(current_host.set, host)
+        self._context = context
+        self._done = False
+        host.hold()
+
+    def __aiter__(self) -> HostedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        task = asyncio.get_running_loop().create_task(
+            _next_chunk(self._source), context=self._context
+        )
+        try:
+            chunk = await task
+        except BaseException:
+            self._finish()
+            raise
+        if chunk is None:
+            self._finish()
+            raise StopAsyncIteration
+        gate = self._host.output_gate
+        if gate is not None and gate.pending:
+            await gate.wait_released()
+        return chunk
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._finish()
+        closer = getattr(self._source, "aclose", None)
+        if closer is not None:
+            await asyncio.get_running_loop().create_task(closer(), context=self._context)
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._host.release()
+
+
+async def _next_chunk(source: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await source.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 # -- what the entry points do on the instance ---------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 __all__ = [
     "BlockConcurrencyTimeoutError",
+    "ExceededCpuError",
     "GateBrokenError",
     "ObjectResetError",
     "OutputGate",
@@ -39,6 +40,10 @@ class ObjectResetError(Exception):
 
 class BlockConcurrencyTimeoutError(ObjectResetError, TimeoutError):
     """A ``blockConcurrencyWhile()`` callback exceeded its time limit."""
+
+
+class ExceededCpuError(ObjectResetError):
+    """An event of the object held the event loop past the CPU limit: the object was reset."""
 
 
 class GateBrokenError(ObjectResetError):

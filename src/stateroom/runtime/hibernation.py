@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from stateroom.runtime.context import current_host
@@ -250,6 +250,13 @@ class HibernationManager:
         token = current_host.set(host)
         try:
             if host.instance is None:
+                ns = host.namespace
+                preparing = ns.backend.prepare(ns.storage_name, host.id.hex)
+                if preparing is not None:
+                    # Its data comes from elsewhere first (a remote log): deliver then,
+                    # in arrival order (later events await the same preparation).
+                    host.spawn(_after(preparing, lambda: self._run(record, kind, args)))
+                    return
                 host.activate()
                 if host.gate.depth:
                     # The constructor started blockConcurrencyWhile(): wait for it.
@@ -311,3 +318,8 @@ async def _close_then_reply(result: Any, hooks: SocketHooks, ws: WebSocket, code
     if hasattr(result, "__await__"):
         await result
     hooks.auto_close(ws, code)
+
+
+async def _after(awaitable: Awaitable[None], then: Callable[[], None]) -> None:
+    await awaitable
+    then()

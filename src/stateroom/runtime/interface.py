@@ -81,8 +81,13 @@ class Events:
     async def fetch(self, request: Request) -> Response:
         raise NotImplementedError
 
-    def accept_socket(self, upgrade: object, sink: SocketSink) -> object:
-        """The 101 has been written: bind the socket to ``sink``; returns its handle."""
+    def accept_socket(
+        self, upgrade: object, sink: SocketSink, protocol: str = "", extensions: str = ""
+    ) -> object:
+        """The 101 has been written: bind the socket to ``sink``; returns its handle.
+
+        ``protocol`` and ``extensions`` are the subprotocol and extensions the 101 agreed
+        ("" for none): what the socket's ``protocol`` and ``extensions`` then read."""
         raise NotImplementedError
 
     def refuse_socket(self, upgrade: object) -> None:

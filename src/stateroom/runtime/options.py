@@ -7,9 +7,10 @@ descriptors there, not values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stateroom.runtime.input_gate import BLOCK_TIMEOUT
+from stateroom.runtime.metrics import RuntimeMetrics
 
 
 @dataclass
@@ -24,3 +25,13 @@ class RuntimeOptions:
     hibernation_timeout: float = 10.0
     # First retry of a failed alarm() after this many seconds, doubling each time.
     alarm_retry_delay: float = 2.0
+    # GET /__scheduled?cron=... (and /cdn-cgi/handler/scheduled) runs scheduled() now,
+    # as `wrangler dev --test-scheduled` does; on in `stateroom dev`.
+    test_scheduled: bool = False
+    # A handler holding the event loop longer than this is reported and its object reset
+    # (Cloudflare's CPU limit is 30 s); None: no watchdog.
+    cpu_limit: float | None = 30.0
+    # The event loop held longer than this is logged with the code that held it.
+    lag_threshold: float = 1.0
+    # What the runtime counts (shared by the versions `stateroom dev` reloads).
+    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)

@@ -1,7 +1,11 @@
 """HTTP/1.1 connections: parsing with httptools, keep-alive, pipelining, upgrade.
 
-Requests on one connection are answered strictly in order (pipelining), each
-with its body fully buffered before dispatch. A request whose response is a
+Requests on one connection are answered strictly in order (pipelining). A request
+is dispatched once its head has arrived; its body, if it has one, is a
+``ReadableStream`` fed as it arrives, and the socket is not read while the app holds
+more than the stream's high-water mark of it (backpressure: bounded memory for any
+upload). A response whose body is a stream is written chunk by chunk as it is
+produced (``Transfer-Encoding: chunked`` on HTTP/1.1). A request whose response is a
 101 carrying a WebSocket hands the transport to ``WebSocketConnection``.
 """
 
@@ -19,6 +23,7 @@ import httptools
 from stateroom.api.headers import Headers
 from stateroom.api.requests import Request
 from stateroom.api.responses import Response
+from stateroom.api.streams import BodyTooLargeError, ReadableStream, RequestBodyError
 from stateroom.protocol.handshake import check_request, wants_websocket
 from stateroom.protocol.target import TargetError, request_url
 from stateroom.runtime.trace import RequestTrace, current_trace, object_of
@@ -27,6 +32,7 @@ from stateroom.server.responses import (
     error_response,
     internal_error,
     serialize_response,
+    serialize_stream_head,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +53,7 @@ class _Pending:
     upgrade_tail: bytes | None = None
     wants_close: bool = False
     error: bytes | None = None
+    stream: ReadableStream | None = None  # the body, while it streams in
 
 
 class HttpConnection(asyncio.Protocol):
@@ -64,14 +71,19 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._head_size = 0
-        self._body: list[bytes] = []
+        self._stream: ReadableStream | None = None  # the body of the request being read
+        self._receiving: _Pending | None = None  # ... and that request
         self._body_size = 0
+        self._length: bytes | None = None
+        self._chunked = False
+        self._body_progress = -1  # the body size when the timer last fired
+        self._body_paused = False  # the app holds a full stream: the socket is not read
+        self._sending_events = False  # a text/event-stream response is being streamed
         self._closing = False
         self._stalled: bytes | None = None  # bytes after an upgrade request, awaiting its fate
         self._timer: asyncio.TimerHandle | None = None
         self._in_message = False
         self._reading_paused = False
-        self._expect_continue = False
         self._write_paused: asyncio.Future[None] | None = None
         self._head_pending = False
         self._head_bytes = 0
@@ -124,8 +136,6 @@ class HttpConnection(asyncio.Protocol):
                 if self._head_bytes > self.options.max_header_size:
                     self._fail_request(431, "message head is too large")
                     return
-            if self._expect_continue and not self._answering():
-                self._send_continue()
         except httptools.HttpParserUpgrade as exc:
             offset = int(exc.args[0])
             tail = data[offset:]
@@ -146,6 +156,11 @@ class HttpConnection(asyncio.Protocol):
             if isinstance(cause, _Final):
                 self._stalled = b""  # the connection ends after the final request's answer
                 self._pause_reading()
+            elif isinstance(cause, _BodyOverflow):
+                # The request is with the app already: its reads of the body raise (413),
+                # and the connection ends after its answer.
+                self._stalled = b""
+                self._pause_reading()
             elif isinstance(cause, _Reject):
                 self._fail_request(cause.status, cause.body)
             else:
@@ -161,6 +176,18 @@ class HttpConnection(asyncio.Protocol):
         # Half-closed clients still get their pipelined answers; then the connection
         # closes, as no request can follow (RFC 9112 9.6).
         self._eof = True
+        stream = self._stream
+        if stream is not None:
+            # The rest of the body the app is reading will never come.
+            self._stream = None
+            stream._fail(RequestBodyError("the client ended the request body early"))
+            if self._receiving is not None:
+                self._receiving.keep_alive = False
+        if self._sending_events:
+            # An event stream has no end for the client to wait for: its FIN is the
+            # client leaving (EventSource and browsers close, they do not half-close).
+            # Closing cancels the app's generator (connection_lost).
+            return False
         return self._answering()
 
     def pause_writing(self) -> None:
@@ -187,8 +214,9 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_size = 0
-        self._body = []
         self._body_size = 0
+        self._length = None  # the Content-Length value, if any
+        self._chunked = False  # a Transfer-Encoding field came
         # From its first byte, a request has header_timeout to arrive whole (slowloris).
         self._arm_timer(self.options.header_timeout)
 
@@ -204,24 +232,16 @@ class HttpConnection(asyncio.Protocol):
         if len(self._headers) >= self.options.max_headers:
             raise _Reject(431, "too many header fields")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        size = len(name)
+        if size == 14 or size == 17:  # the framing fields, noted here rather than looked up
+            lower = name.lower()
+            if lower == b"content-length":
+                self._length = value
+            elif lower == b"transfer-encoding":
+                self._chunked = True
 
     def on_headers_complete(self) -> None:
         self._head_pending = False
-        for name, value in self._headers:
-            if name.lower() == "expect" and value.strip().lower() == "100-continue":
-                self._expect_continue = self.parser.get_http_version() == "1.1"
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self.options.max_body_size:
-            raise _Reject(413, "request body is too large")
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._completed += 1
-        self._in_message = False
-        self._expect_continue = False
-        self._cancel_timer()
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -235,29 +255,47 @@ class HttpConnection(asyncio.Protocol):
             logger.debug("refusing a request: %s", exc)
             raise _Reject(400, "Bad Request" if exc.host else "invalid URI") from None
         keep_alive = parser.should_keep_alive()
+        length = self._length  # llhttp has refused a repeated or malformed one
+        chunked = self._chunked
         if parser.should_upgrade():
             # llhttp leaves the body of an upgrade request unread; were the upgrade
             # refused, that body would be parsed as the next request (request smuggling).
-            length = headers.get("content-length")
-            if headers.has("transfer-encoding") or (length is not None and int(length) > 0):
+            if chunked or (length is not None and int(length) > 0):
                 logger.debug("refusing an upgrade request with a body")
                 raise _Reject(400, "ERROR: An upgrade request must not have a body.")
-        elif version == "1.0" and headers.has("transfer-encoding"):
+            chunked = False
+            length = None
+        elif version == "1.0" and chunked:
             keep_alive = False  # RFC 9112 6.1: faulty framing; close after answering it
         upgrade = headers.get("upgrade")
         if upgrade is not None and wants_websocket(upgrade):
             # User code sees the token in its canonical spelling, as on Cloudflare.
             headers.set("Upgrade", "websocket")
-        body = b"".join(self._body)
-        request = Request._from_wire(full, method, headers, body)
         connection = (headers.get("connection") or "").lower()
         pending = _Pending(
-            request=request,
+            request=None,
             version=version,
             keep_alive=keep_alive,
             head=method == "HEAD",
             wants_close="close" in connection,
         )
+        if chunked or (length is not None and int(length) > 0):
+            if length is not None and int(length) > self.options.max_body_size:
+                raise _Reject(413, "request body is too large")
+            stream = self._stream = pending.stream = ReadableStream._fed(self._body_drained)
+            self._receiving = pending
+            pending.request = Request._from_wire(full, method, headers, stream)
+            expect = headers.get("expect")
+            if expect is not None and expect.strip().lower() == "100-continue" and version == "1.1":
+                # As workerd: 100 Continue goes out when the app first reads the body (its
+                # turn has come: every earlier answer has left); an app that answers
+                # without reading it gets no body, and the connection closes after.
+                stream._on_first_read = self._send_continue
+            # The body must keep arriving: the header timer, still running, checks for
+            # progress when it fires (_timed_out) rather than being re-armed per chunk.
+            self._body_progress = -1
+        else:
+            pending.request = Request._from_wire(full, method, headers, b"")
         # RFC 9112 9.6: no request after one that ends the connection is processed.
         self._final = not keep_alive
         self._queue.append(pending)
@@ -265,6 +303,41 @@ class HttpConnection(asyncio.Protocol):
             self._pause_reading()
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._process())
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        stream = self._stream
+        if stream is None:
+            return
+        if self._body_size > self.options.max_body_size:
+            self._stream = None
+            stream._fail(BodyTooLargeError("request body is too large"))
+            if self._receiving is not None:
+                self._receiving.keep_alive = False
+            raise _BodyOverflow
+        if not stream._feed(body):
+            self._body_paused = True
+            self._cancel_timer()  # no data is read while paused: it cannot be late
+            self._pause_reading()
+
+    def _body_drained(self) -> None:
+        """The app has read the body stream below its high-water mark: read the socket again."""
+        if self._body_paused:
+            self._body_paused = False
+            if self._stream is not None:
+                self._arm_timer(self.options.header_timeout)
+            if self._stalled is None and self._write_paused is None and len(self._queue) < 8:
+                self._resume_reading()
+
+    def on_message_complete(self) -> None:
+        self._completed += 1
+        self._in_message = False
+        self._cancel_timer()
+        stream = self._stream
+        if stream is not None:
+            self._stream = None
+            stream._end()
+        self._receiving = None
 
     # -- request processing --------------------------------------------------------
 
@@ -299,6 +372,17 @@ class HttpConnection(asyncio.Protocol):
                 if self._access_log:
                     self._log_access(pending.request, pending.version, status, started, trace)
                 return
+            body = response._body  # a stream, or bytes / None (no property call per request)
+            if isinstance(body, ReadableStream):
+                if not await self._write_stream(pending, response, body):
+                    return
+                if self._access_log:
+                    self._log_access(
+                        pending.request, pending.version, response.status, started, trace
+                    )
+                if self._closing:
+                    return
+                continue
             try:
                 self._write_response(pending, response)
             except Exception:
@@ -319,8 +403,6 @@ class HttpConnection(asyncio.Protocol):
         if self._eof and not self._closing:
             self._close()
         if not self._closing:
-            if self._expect_continue:
-                self._send_continue()  # its turn has come: every earlier answer has left
             # Idle: the keep-alive timeout; mid-way through the next request's head (it
             # started while we were busy): the rest of its header timeout.
             self._arm_timer(
@@ -341,6 +423,8 @@ class HttpConnection(asyncio.Protocol):
             return await self.server.events.fetch(request)
         except asyncio.CancelledError:
             raise
+        except RequestBodyError as exc:
+            return Response(f"ERROR: {exc}", status=exc.status)
         except Exception as exc:
             return self._uncaught(request, trace, exc)
 
@@ -418,8 +502,86 @@ class HttpConnection(asyncio.Protocol):
             )
             log.handle(record)
 
+    def _keeps_alive(self, pending: _Pending) -> bool:
+        """Does the connection stay open after this answer?"""
+        stream = pending.stream
+        if stream is not None and not stream._done:
+            self._abandon_body(pending, stream)
+        return pending.keep_alive and not self.server.draining
+
+    def _abandon_body(self, pending: _Pending, stream: ReadableStream) -> None:
+        """The app answered before the body had all arrived: the client may be waiting for
+        a 100 Continue that will not come, or still sending; what follows is not a request.
+        Drop the rest and close after the answer."""
+        stream._discard()
+        pending.keep_alive = False
+        self._stalled = b""
+        self._pause_reading()
+
+    async def _write_stream(
+        self, pending: _Pending, response: Response, stream: ReadableStream
+    ) -> bool:
+        """Send a response whose body is a stream, each chunk as it comes; False: the
+        connection is gone (the client left, or the app's stream failed midway)."""
+        transport = self.transport
+        assert transport is not None
+        length = response.headers.get("content-length")
+        chunked = pending.version == "1.1" and length is None
+        # Without chunked framing (HTTP/1.0) or a length the app gave, the body ends
+        # with the connection.
+        keep_alive = (chunked or length is not None) and pending.keep_alive
+        keep_alive = keep_alive and not self.server.draining
+        if pending.version == "1.0":
+            connection = "keep-alive" if keep_alive else None
+        else:
+            connection = None if keep_alive else "close"
+        content_type = response.headers.get("content-type") or ""
+        self._sending_events = content_type.startswith("text/event-stream")
+        if self._sending_events and self._eof:
+            self._close()  # the client left before its event stream began
+            await stream.aclose()
+            return False
+        transport.write(
+            serialize_stream_head(
+                response,
+                version=pending.version,
+                head=pending.head,
+                connection=connection,
+                chunked=chunked,
+            )
+        )
+        try:
+            if not pending.head:
+                async for chunk in stream:
+                    if chunked:
+                        transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                    else:
+                        transport.write(chunk)
+                    if self._write_paused is not None:
+                        await self._write_paused  # the client reads slower than we produce
+                if chunked:
+                    transport.write(b"0\r\n\r\n")
+        except asyncio.CancelledError:
+            raise  # the client went away: the app's generator was cancelled with this task
+        except Exception:
+            logger.exception("A streamed response body failed midway: %s", pending.request)
+            transport.abort()  # no final chunk: the client knows the body is incomplete
+            self._closing = True
+            return False
+        finally:
+            self._sending_events = False
+            await stream.aclose()
+        if not self._keeps_alive(pending) or not keep_alive:
+            self._close()
+        elif pending.upgrade_tail is not None:
+            self._resume_after_upgrade_refused(pending.upgrade_tail)
+        return True
+
     def _write_response(self, pending: _Pending, response: Response) -> None:
         assert self.transport is not None
+        stream = pending.stream
+        if stream is not None and not stream._done:
+            self._abandon_body(pending, stream)
         keep_alive = pending.keep_alive and not self.server.draining
         if pending.version == "1.0":
             connection = "keep-alive" if keep_alive else None
@@ -491,8 +653,21 @@ class HttpConnection(asyncio.Protocol):
         """
         if self.transport is None or self._closing:
             return
+        stream = self._stream
+        if stream is not None:
+            # The request is with the app already: its reads of the body raise, it is
+            # answered (status, unless the app catches that), and the connection ends.
+            self._stream = None
+            stream._fail(RequestBodyError(body, status))
+            if self._receiving is not None:
+                self._receiving.keep_alive = False
+            self._stalled = b""
+            self._pause_reading()
+            return
         if status == 400 and body == "Bad Request":
-            version = self.parser.get_http_version() if self._in_message is False else "1.1"
+            # Known once the request line has been read (its head was refused whole).
+            known = self._in_message is False or not self._head_pending
+            version = self.parser.get_http_version() if known else "1.1"
             text = f"HTTP/{version} 400 Bad Request\r\nContent-Length: 11\r\n"
             if version != "1.0":
                 text += "Connection: close\r\n"
@@ -519,9 +694,8 @@ class HttpConnection(asyncio.Protocol):
         Only for the request being read, and only once every answer before it has left:
         an interim response may not overtake an earlier request's answer.
         """
-        if self._in_message and self.transport is not None and not self._closing:
+        if self._stream is not None and self.transport is not None and not self._closing:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._expect_continue = False
 
     def _close(self) -> None:
         self._closing = True
@@ -540,6 +714,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
+        if self._body_paused:
+            return  # the app has not read the body it holds yet
         if self._reading_paused and self.transport is not None and not self._closing:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -555,6 +731,21 @@ class HttpConnection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
+        stream = self._stream
+        if stream is not None:
+            if self._body_size != self._body_progress or self._body_paused:
+                # Still arriving (or paused by the app, when no timer runs): look again.
+                self._body_progress = self._body_size
+                self._arm_timer(self.options.header_timeout)
+                return
+            # A body that stopped arriving (slowloris): the app's read of it fails.
+            logger.debug("Dropping a request whose body stopped arriving")
+            self._stream = None
+            stream._fail(RequestBodyError("the request body stopped arriving", 408))
+            if self.transport is not None:
+                self.transport.abort()
+            self._closing = True
+            return
         if self._answering():
             return
         logger.debug("Closing idle or slow HTTP connection")
@@ -565,6 +756,10 @@ class HttpConnection(asyncio.Protocol):
 
 class _Final(Exception):
     """Raised at the start of a request that follows the connection's final one."""
+
+
+class _BodyOverflow(Exception):
+    """A streaming request body grew past ``max_body_size``."""
 
 
 class _Reject(Exception):

@@ -15,7 +15,7 @@ class ServerOptions:
     max_headers: int = 2048
     # Longest request target; longer ones get 414 (workerd's limit).
     max_url_size: int = 65534
-    # Largest buffered request body; larger ones get 413.
+    # Largest request body; larger ones get 413 (read as a stream: bounded memory).
     max_body_size: int = 100 * 1024 * 1024
     # Open connections beyond this get 503 and are closed.
     max_connections: int = 10000
@@ -39,3 +39,6 @@ class ServerOptions:
     debug_errors: bool = False
     # One log line per request on the ``stateroom.access`` logger (dev: on; serve: off).
     access_log: bool = False
+    # permessage-deflate: messages shorter than this go uncompressed (0: every message,
+    # as workerd; see README "Compression of small messages" for what that costs).
+    compress_threshold: int = 64

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import traceback
 from http import HTTPStatus
+from typing import cast
 
 from stateroom.api.responses import Response
 from stateroom.runtime.trace import ObjectInfo
@@ -31,7 +32,7 @@ def serialize_response(
     response: Response, *, version: str, head: bool, connection: str | None
 ) -> list[bytes]:
     """Status line + headers (+ body unless HEAD) of an application response."""
-    body = response.body
+    body = cast("bytes | None", response.body)  # a streaming body is written elsewhere
     lines = [
         f"HTTP/{version} {response.status} {response.statusText or reason_phrase(response.status)}"
     ]
@@ -50,6 +51,31 @@ def serialize_response(
     if len(body) < 16384:
         return [head_bytes + body]
     return [head_bytes, body]
+
+
+def serialize_stream_head(
+    response: Response, *, version: str, head: bool, connection: str | None, chunked: bool
+) -> bytes:
+    """Status line and headers of a response whose body streams.
+
+    ``Transfer-Encoding: chunked`` when ``chunked``; else the app's own
+    ``Content-Length`` if it gave one, or none (the body ends with the connection).
+    """
+    lines = [
+        f"HTTP/{version} {response.status} {response.statusText or reason_phrase(response.status)}"
+    ]
+    for name, value in response.headers.items():
+        lower = name.lower()
+        if lower in ("connection", "transfer-encoding", "keep-alive"):
+            continue
+        if lower == "content-length" and (chunked or head):
+            continue
+        lines.append(f"{name}: {value}")
+    if chunked and not head:
+        lines.append("Transfer-Encoding: chunked")
+    if connection is not None:
+        lines.append(f"Connection: {connection}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def internal_error(request_id: str | None = None) -> Response:

@@ -7,6 +7,7 @@ import logging
 import ssl
 from typing import Protocol
 
+from stateroom.protocol.deflate import DeflateOptions
 from stateroom.protocol.frames import CLOSE_GOING_AWAY
 from stateroom.runtime.interface import Events
 from stateroom.server.http11 import HttpConnection
@@ -40,6 +41,8 @@ class Server:
         self.host = host
         self.port = port
         self.options = options or ServerOptions()
+        # The permessage-deflate policy every connection negotiates with.
+        self.deflate_options = DeflateOptions(compress_threshold=self.options.compress_threshold)
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context else "http"
         self.loop = asyncio.get_running_loop()
@@ -48,6 +51,9 @@ class Server:
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # WebSocket messages of connections already closed (open ones count their own).
+        self.closed_messages_in = 0
+        self.closed_messages_out = 0
 
     async def start(self) -> None:
         self._server = await self.loop.create_server(
@@ -72,6 +78,21 @@ class Server:
         self.connections.discard(conn)
         if not self.connections:
             self._idle.set()
+
+    def websocket_closed(self, messages_in: int, messages_out: int) -> None:
+        self.closed_messages_in += messages_in
+        self.closed_messages_out += messages_out
+
+    def websocket_counts(self) -> tuple[int, int, int]:
+        """(open WebSocket connections, messages received, messages sent) so far."""
+        from stateroom.server.websocket import WebSocketConnection
+
+        sockets = [c for c in self.connections if isinstance(c, WebSocketConnection)]
+        return (
+            len(sockets),
+            self.closed_messages_in + sum(c.messages_in for c in sockets),
+            self.closed_messages_out + sum(c.messages_out for c in sockets),
+        )
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, close WebSockets with 1001."""

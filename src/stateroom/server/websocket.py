@@ -61,6 +61,8 @@ class WebSocketConnection(SocketSink):
         "events",
         "handle",
         "loop",
+        "messages_in",
+        "messages_out",
         "protocol",
         "server",
         "transport",
@@ -86,6 +88,9 @@ class WebSocketConnection(SocketSink):
         self._ended = False
         self._paused = False
         self._slow_timer: asyncio.TimerHandle | None = None
+        # Plain counts, read when metrics are scraped (and added to the server's on close).
+        self.messages_in = 0
+        self.messages_out = 0
 
     def start(
         self, request: Request, response: Response, version: str, also_close: bool, tail: bytes
@@ -96,10 +101,11 @@ class WebSocketConnection(SocketSink):
             "Upgrade: websocket",
             f"Sec-WebSocket-Accept: {accept_key(request.headers.get('sec-websocket-key') or '')}",
         ]
+        extensions = ""
         offers = request.headers.getAll("sec-websocket-extensions")
         if offers:
             try:
-                deflate, agreed = negotiate(", ".join(offers))
+                deflate, agreed = negotiate(", ".join(offers), options=self.server.deflate_options)
             except ExtensionHeaderError as exc:
                 # A malformed offer only costs the client compression, not the connection.
                 logger.debug("ignoring Sec-WebSocket-Extensions: %s", exc)
@@ -107,6 +113,7 @@ class WebSocketConnection(SocketSink):
                 self.protocol.deflate = deflate
                 if agreed is not None:
                     headers.append(f"Sec-WebSocket-Extensions: {agreed}")
+                    extensions = agreed
         # The app's own headers go out on the 101 too (a chosen Sec-WebSocket-Protocol, a
         # Set-Cookie), as on Cloudflare; the handshake's are the runtime's to write.
         for name, value in response.headers.items():
@@ -117,7 +124,8 @@ class WebSocketConnection(SocketSink):
         self.server.connection_opened(self)
         # From now on the runtime sends through this connection; what it sent before
         # (while the app handled the request) leaves first, right after the 101.
-        self.handle = self.events.accept_socket(self._upgrade, self)
+        protocol = response.headers.get("sec-websocket-protocol") or ""
+        self.handle = self.events.accept_socket(self._upgrade, self, protocol, extensions)
         self._upgrade = None
         if tail:
             self.data_received(tail)
@@ -130,6 +138,7 @@ class WebSocketConnection(SocketSink):
         # The most common read (one small text frame) yields its text at once.
         text = protocol.small_text(data)
         if text is not None:
+            self.messages_in += 1
             # The runtime's sends while it handles the message leave in one go.
             self._batching = True
             try:
@@ -178,6 +187,7 @@ class WebSocketConnection(SocketSink):
         if self._slow_timer is not None:
             self._slow_timer.cancel()
         self.server.connection_closed(self)
+        self.server.websocket_closed(self.messages_in, self.messages_out)
         if not self._close_delivered:
             self._close_delivered = True
             self.events.socket_close(self.handle, CLOSE_ABNORMAL, "", False)
@@ -213,6 +223,7 @@ class WebSocketConnection(SocketSink):
     # -- SocketSink: what the runtime sends ----------------------------------------------
 
     def send_message(self, message: Message) -> None:
+        self.messages_out += 1
         protocol = self.protocol
         if type(message) is str:
             data = message.encode()
@@ -244,6 +255,7 @@ class WebSocketConnection(SocketSink):
     # -- ConnectionHandler: what the protocol core reports ------------------------------
 
     def on_message(self, message: str | bytes) -> None:
+        self.messages_in += 1
         self.events.socket_message(self.handle, message)
 
     def on_close_frame(self, code: int, reason: str) -> None:

@@ -40,7 +40,7 @@ What a backend must guarantee
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -223,6 +223,35 @@ class ObjectStore(ABC):
     def set_alarm(self, when_ms: int | None) -> None:
         """Store (or with None, clear) the alarm time."""
 
+    # -- point-in-time recovery ----------------------------------------------
+
+    async def current_bookmark(self) -> str:
+        """A bookmark of the object's durable state now (``getCurrentBookmark``)."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
+    async def bookmark_for_time(self, when_ms: int) -> str:
+        """The bookmark of the object's state at ``when_ms`` (``getBookmarkForTime``)."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
+    async def restore_on_next_session(self, bookmark: str) -> str:
+        """Start the object's next activation from ``bookmark``; the undo bookmark."""
+        from stateroom.storage.log import NO_HISTORY, NoHistoryError
+
+        raise NoHistoryError(NO_HISTORY)
+
+    # -- name ---------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        """The name the object was addressed by (``idFromName``), if it was stored."""
+        return None
+
+    def set_name(self, name: str) -> None:  # noqa: B027 (optional: names help tools)
+        """Store the object's name, inside the open transaction."""
+
     # -- lifetime -----------------------------------------------------------
 
     @abstractmethod
@@ -240,6 +269,24 @@ class StorageBackend(ABC):
         ``namespace`` names the Durable Object class or namespace (a safe path
         component); ``object_id`` is the object's id in lowercase hex.
         """
+
+    def prepare(self, namespace: str, object_id: str) -> Awaitable[None] | None:
+        """What must finish before the object's instance is constructed, or None.
+
+        A backend whose durable copy is elsewhere (a remote commit log) fences the
+        object's previous activation and restores its data here; the local default
+        has nothing to do. The runtime awaits the result before the constructor.
+        """
+        return None
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        """(object id, alarm ms, name) of every object of ``namespace`` with an alarm, if
+        the backend keeps them apart; None: open each stored object to read its alarm."""
+        return None
+
+    def release(self, namespace: str, object_id: str) -> None:  # noqa: B027 (optional)
+        """The object's activation ended (reset or evicted, not hibernated): the next one
+        prepares again (a remote log fences this one and restores)."""
 
     @abstractmethod
     def stored_objects(self, namespace: str) -> list[str]:

@@ -2,6 +2,9 @@
 
 * ``local`` (the default): the embedded commit log (``log_backend.py``), files
   under the data directory, one group-committed log making them durable.
+* ``postgresql://user:password@host:port/db``: the commit log in PostgreSQL
+  (``postgres_log.py``); the data directory only holds a cache of the objects this
+  server runs (``<data>/postgres-cache/``), rebuilt from the database on activation.
 * ``files``: every object's file fsynced on each commit (``sqlite.py``), the
   behaviour before the commit log; no log to replay, one fsync per commit.
 * ``memory``: nothing on disk (tests; ``--in-memory``).
@@ -14,12 +17,17 @@ from pathlib import Path
 
 from stateroom.storage.backend import StorageBackend
 
-__all__ = ["STORES", "open_backend"]
+__all__ = ["STORES", "close_backend", "is_postgres", "open_backend"]
 
-STORES = ("local", "files", "memory")
+STORES = ("local", "files", "memory", "postgresql://…")
+POSTGRES_CACHE = "postgres-cache"
 
 
-def open_backend(store: str, data_dir: str | os.PathLike[str] | None) -> StorageBackend:
+def is_postgres(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+async def open_backend(store: str, data_dir: str | os.PathLike[str] | None) -> StorageBackend:
     """The backend ``store`` names, over ``data_dir`` where it keeps files."""
     from stateroom.storage.sqlite import SqliteBackend
 
@@ -29,8 +37,29 @@ def open_backend(store: str, data_dir: str | os.PathLike[str] | None) -> Storage
         raise ValueError(f"--storage {store} needs a data directory")
     if store == "files":
         return SqliteBackend(Path(data_dir))
-    if store == "local":
-        from stateroom.storage.log_backend import LoggedSqliteBackend
+    from stateroom.storage.log_backend import LoggedSqliteBackend
 
+    if store == "local":
         return LoggedSqliteBackend(Path(data_dir))
-    raise ValueError(f"unknown --storage {store!r}: use one of {', '.join(STORES)}")
+    if is_postgres(store):
+        from stateroom.storage.postgres_log import PostgresCommitLog
+
+        log = PostgresCommitLog(store)
+        await log.start()
+        try:
+            return LoggedSqliteBackend(Path(data_dir) / POSTGRES_CACHE, log=log)
+        except BaseException:
+            await log.aclose()
+            raise
+    raise ValueError(
+        f"unknown --storage {store!r}: use local, files, memory or a postgresql:// URL"
+    )
+
+
+async def close_backend(backend: StorageBackend) -> None:
+    """Close ``backend``, waiting for a remote log to settle what it was given."""
+    closer = getattr(backend, "aclose", None)
+    if closer is not None:
+        await closer()
+    else:
+        backend.close()

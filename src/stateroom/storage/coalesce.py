@@ -98,6 +98,9 @@ class ImplicitTransaction:
         self._inflight = 0
         self._last_pending: Pending | None = None
         self._after_durable = False  # a commit came due while the last batch was in flight
+        # The object's name, stored with its first batch that writes (for tools, and
+        # for ctx.id.name of an object an alarm wakes after a restart).
+        self.name_to_store: str | None = None
 
     # -- state the runtime reads ---------------------------------------------
 
@@ -273,6 +276,10 @@ class ImplicitTransaction:
         pending: Pending | None = None
         try:
             if self._store.in_transaction:
+                name = self.name_to_store
+                if name is not None and self._dirty:
+                    self.name_to_store = None
+                    self._store.set_name(name)
                 pending = self._store.commit()
             elif self._dirty:
                 raise StorageBrokenError("the storage engine aborted the open transaction")

@@ -71,3 +71,24 @@ class TransactionBusyError(StorageError):
 class DeleteAllInTransactionError(StorageError):
     """``deleteAll()`` inside ``transaction()`` or ``transactionSync()``: as on Cloudflare,
     it cannot be undone with the rest of a transaction, so it is refused."""
+
+
+class StorageDamagedError(StorageError):
+    """An object's database file is not a valid database any more (overwritten,
+    truncated, disk damage). Only that object is affected."""
+
+
+def damaged(
+    path: object, namespace: str, object_id: str, exc: BaseException, *, cache: bool = False
+) -> StorageDamagedError:
+    """The error for a damaged file, saying what to do about it."""
+    remedy = (
+        "its next activation restores it from the commit log"
+        if cache
+        else "restore it from an export (stateroom storage import --replace), or move the "
+        "file away to start the object empty"
+    )
+    return StorageDamagedError(
+        f"the stored data of {namespace}/{object_id} is damaged ({path}: {exc}); other "
+        f"objects are unaffected; {remedy}"
+    )

@@ -117,20 +117,23 @@ def _alarm_ms(scheduled_time: object) -> int:
     is local time, as Python's ``datetime.timestamp()`` reads it, so that
     ``datetime.now() + timedelta(seconds=10)`` means ten seconds from now.
     """
-    if isinstance(scheduled_time, bool):
-        raise TypeError("setAlarm() takes a datetime or milliseconds since the epoch, not bool")
-    if isinstance(scheduled_time, int):
-        return scheduled_time
-    if isinstance(scheduled_time, float):
-        if not math.isfinite(scheduled_time):
-            raise ValueError("setAlarm() time must be finite")
-        return int(scheduled_time)
-    if isinstance(scheduled_time, datetime):
-        aware = scheduled_time.astimezone(UTC)
+    return _epoch_ms(scheduled_time, "setAlarm()")
+
+
+def _epoch_ms(when: object, what: str) -> int:
+    if isinstance(when, bool):
+        raise TypeError(f"{what} takes a datetime or milliseconds since the epoch, not bool")
+    if isinstance(when, int):
+        return when
+    if isinstance(when, float):
+        if not math.isfinite(when):
+            raise ValueError(f"{what} time must be finite")
+        return int(when)
+    if isinstance(when, datetime):
+        aware = when.astimezone(UTC)
         return (aware - _EPOCH) // _MS
     raise TypeError(
-        "setAlarm() takes a datetime or milliseconds since the epoch, "
-        f"not {type(scheduled_time).__name__!r}"
+        f"{what} takes a datetime or milliseconds since the epoch, not {type(when).__name__!r}"
     )
 
 
@@ -200,6 +203,10 @@ class DurableObjectStorage:
     async def flush(self) -> None:
         """Wait until everything written so far is durable (``StorageBrokenError`` if lost)."""
         await self._txn.flush()
+
+    def remember_name(self, name: str) -> None:
+        """Store the object's name with its next write (see ``ObjectStore.set_name``)."""
+        self._txn.name_to_store = name
 
     def commit_now(self) -> None:
         """Commit pending writes synchronously (before eviction or shutdown)."""
@@ -536,6 +543,28 @@ class DurableObjectStorage:
         """Resolve once every write made so far is durable."""
         await self._turn()
         await self._txn.flush()
+
+    # -- point-in-time recovery ---------------------------------------------------------
+
+    async def getCurrentBookmark(self) -> str:
+        """A bookmark of the object's state including every write made so far."""
+        await self.sync()
+        return await self.store.current_bookmark()
+
+    async def getBookmarkForTime(self, timestamp: Any) -> str:
+        """The bookmark of the object's state at ``timestamp`` (ms since the epoch, or a
+        datetime), within the store's retention window."""
+        return await self.store.bookmark_for_time(_epoch_ms(timestamp, "getBookmarkForTime()"))
+
+    async def onNextSessionRestoreBookmark(self, bookmark: str) -> str:
+        """Restore the object to ``bookmark`` when it next starts (``ctx.abort()``
+        restarts it now); returns a bookmark that undoes the restore."""
+        await self.sync()
+        return await self.store.restore_on_next_session(bookmark)
+
+    get_current_bookmark = getCurrentBookmark
+    get_bookmark_for_time = getBookmarkForTime
+    on_next_session_restore_bookmark = onNextSessionRestoreBookmark
 
     def getAlarm(
         self, options: Mapping[str, Any] | None = None, **kwargs: Any

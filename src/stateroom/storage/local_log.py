@@ -220,18 +220,27 @@ class LocalCommitLog(CommitLog):
 
         Truncates a torn tail. Afterwards ``appended`` is the end of the intact log.
         """
-        return list(self._scan())
+        return list(self._scan(self.read_checkpoint(), repair=True))
 
-    def _scan(self) -> Iterator[tuple[int, LogRecord]]:
-        checkpoint = self.read_checkpoint()
+    @classmethod
+    def reader(cls, directory: str | os.PathLike[str]) -> LocalCommitLog:
+        """A log to read only (``records_after``), e.g. beside a running server."""
+        log = cls.__new__(cls)
+        log.directory = Path(directory)
+        return log
+
+    def records_after(self, position: int) -> Iterator[tuple[int, LogRecord]]:
+        """Intact records from ``position`` on, read only (a torn tail just ends them)."""
+        return self._scan(position, repair=False)
+
+    def _scan(self, checkpoint: int, *, repair: bool) -> Iterator[tuple[int, LogRecord]]:
         segments = self._segments()
         end = checkpoint
         for index, start in enumerate(segments):
             path = self.directory / _segment_name(start)
-            size = path.stat().st_size
-            if start + size <= checkpoint and index + 1 < len(segments):
+            if index + 1 < len(segments) and segments[index + 1] <= checkpoint:
                 continue
-            with open(path, "r+b") as file:
+            with open(path, "r+b" if repair else "rb") as file:
                 data = file.read()
                 offset = max(0, checkpoint - start)
                 while offset + _PREFIX.size <= len(data):
@@ -244,6 +253,8 @@ class LocalCommitLog(CommitLog):
                     offset = body_start + length
                 end = start + offset
                 if offset < len(data):
+                    if not repair:
+                        return
                     logger.warning(
                         "commit log %s: %d bytes after position %d are torn or corrupt "
                         "(never acknowledged); cutting them off",
@@ -258,7 +269,8 @@ class LocalCommitLog(CommitLog):
                     for later in segments[index + 1 :]:
                         (self.directory / _segment_name(later)).unlink()
                     break
-        self.appended = self.durable = max(end, checkpoint)
+        if repair:
+            self.appended = self.durable = max(end, checkpoint)
 
     def checkpoint(self, position: int) -> None:
         """Everything before ``position`` is on stable storage in the objects' files:

@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from stateroom.storage.errors import StorageError
 
 __all__ = [
+    "NO_HISTORY",
     "CommitLog",
     "FencedError",
     "LogRecord",
     "LogUnavailableError",
+    "NoHistoryError",
     "Pending",
     "Restored",
+    "both",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,16 @@ logger = logging.getLogger(__name__)
 class FencedError(StorageError):
     """The record's activation was superseded: another activation of the object took
     a newer epoch, so this one may not write any more (it must reset at once)."""
+
+
+NO_HISTORY = (
+    "point-in-time recovery needs a store that keeps history: run with --storage "
+    "postgresql://… (the local store keeps no history yet)"
+)
+
+
+class NoHistoryError(StorageError):
+    """The store keeps no history to recover from (bookmarks are not available)."""
 
 
 class LogUnavailableError(StorageError):
@@ -140,6 +153,63 @@ class CommitLog(ABC):
         """The object's durable state, for a machine whose local copy is missing or
         stale; ``None`` when this log keeps no history (the local files are it)."""
 
+    # -- alarms (a log whose objects have no local files to scan at start) ------------
+
+    def note_alarm(
+        self, namespace: str, object_id: str, epoch: int, when_ms: int | None, name: str | None
+    ) -> Pending | None:
+        """Record the object's committed alarm where a restarted server finds it (a remote
+        log); the commit that set it is acknowledged only once this is durable too."""
+        return None
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        """(object id, alarm ms, name) of the namespace's objects with an alarm, as loaded
+        at start; None when the local files are where alarms are found."""
+        return None
+
+    # -- point-in-time recovery (a log that keeps history) --------------------------
+
+    async def current_position(self, namespace: str, object_id: str) -> int:
+        """Where the object's history is now (after its durable records)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def position_at(self, namespace: str, object_id: str, when_ms: int) -> int:
+        """Where the object's history was at ``when_ms`` (ms since the epoch)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def request_restore(self, namespace: str, object_id: str, position: int) -> int:
+        """Make the object's next activation start from ``position``; returns the
+        position it is at now (to undo with)."""
+        raise NoHistoryError(NO_HISTORY)
+
+    async def take_restore(self, namespace: str, object_id: str, epoch: int) -> Restored | None:
+        """If a restore was requested: the object's state at that position, recorded as
+        its newest state (fenced by ``epoch``), and the request cleared; else None."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Flush everything appended, wait until it is durable, and release the log."""
+
+    async def aclose(self) -> None:
+        """``close()`` on the event loop (a remote log settles its records there)."""
+        self.close()
+
+
+def both(first: Pending, second: Pending) -> Pending:
+    """Completes when both have: durable if both are, else with the first error."""
+    joined = Pending()
+    joined.position = first.position
+    remaining = [2]
+
+    def settled(error: BaseException | None) -> None:
+        if error is not None:
+            joined.resolve(error)
+            return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            joined.resolve(None)
+
+    first.add_callback(settled)
+    second.add_callback(settled)
+    return joined

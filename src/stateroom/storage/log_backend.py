@@ -30,20 +30,33 @@ One process owns a data directory (``.lock``); a second gets a clear error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import fcntl
 import logging
 import os
+import resource
 import shutil
 import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
 from pathlib import Path
 
-from stateroom.storage.errors import StorageError, StoreInUseError
+from stateroom.storage.errors import StorageError, StoreInUseError, damaged
 from stateroom.storage.local_log import LocalCommitLog
-from stateroom.storage.log import CommitLog, LogRecord, Pending
-from stateroom.storage.sqlite import SqliteBackend, SqliteObjectStore, _connect, _make_dirs
-from stateroom.storage.wal import WAL_HEADER, WalTail, apply_to_file
+from stateroom.storage.log import CommitLog, LogRecord, Pending, both
+from stateroom.storage.sqlite import (
+    EMPTY_PAGE_SIZE,
+    SqliteBackend,
+    SqliteObjectStore,
+    _connect,
+    _make_dirs,
+    empty_database,
+    is_damage,
+)
+from stateroom.storage.wal import WAL_HEADER, WalTail, apply, apply_to_file, image_frames
 
 __all__ = ["LoggedObjectStore", "LoggedSqliteBackend"]
 
@@ -52,6 +65,10 @@ logger = logging.getLogger(__name__)
 LOG_DIRECTORY = ".commit-log"  # a dot: no namespace can be named like it
 _CHECKPOINT_BYTES = 32 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 30.0
+_MAX_OPEN = 1024  # open SQLite connections (each ~150 KiB and 3 file descriptors)
+_IDLE_CLOSE = 10.0  # seconds an unused connection stays open
+_EMPTY_FRAMES = image_frames(empty_database(), EMPTY_PAGE_SIZE)
+_TRIM_AFTER = 32  # connections closed in one sweep that make the heap worth trimming
 _WAL_CHECKPOINT_BYTES = 256 * 1024  # an object's WAL is copied into its file past this
 
 
@@ -59,21 +76,28 @@ class _Entry:
     """One object's open connection and what the log has of it."""
 
     __slots__ = (
+        "alarm_changed",
+        "base",
         "conn",
         "durable_wal_end",
         "epoch",
         "first_position",
         "inflight",
+        "is_new",
         "key",
+        "lru",
         "path",
         "poisoned",
         "store",
         "tail",
+        "used",
         "wal_dirty",
         "wal_fd",
     )
 
     def __init__(self, key: tuple[str, str], path: Path, conn: sqlite3.Connection) -> None:
+        self.lru: OrderedDict[tuple[str, str], _Entry] | None = None
+        self.used = time.monotonic()
         self.key = key
         self.path = path
         self.conn = conn
@@ -86,18 +110,103 @@ class _Entry:
         self.wal_dirty = False  # the WAL holds frames not checkpointed into the file
         self.durable_wal_end = 0  # WAL offset after the last durable record
         self.poisoned = False  # a record failed: the WAL holds non-durable commits
+        self.is_new = False  # the file did not exist before this connection
+        self.base = b""  # template pages (as WAL frames) the first record must carry
+        self.alarm_changed = False  # set_alarm() since the last record
+
+    def touch(self) -> None:
+        """Most recently used: last in the pool's eviction order."""
+        lru = self.lru
+        if lru is not None:
+            lru.move_to_end(self.key)
+            self.used = time.monotonic()
 
 
 class LoggedObjectStore(SqliteObjectStore):
-    """An object's SQLite database whose commits the backend's log makes durable."""
+    """An object's SQLite database whose commits the backend's log makes durable.
 
-    _entry: _Entry
+    Its connection comes from the backend's bounded pool: an idle store may lose it
+    (``_detach``) and gets it back, reopened, on its next call.
+    """
+
+    _entry: _Entry | None
+    _live: sqlite3.Connection | None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = self._live
+        if conn is None:
+            backend = self._backend
+            assert isinstance(backend, LoggedSqliteBackend)
+            conn = backend._reattach(self)
+        else:
+            entry = self._entry
+            if entry is not None:
+                entry.touch()
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection) -> None:
+        self._live = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return not self._closed and self._live is not None and self._live.in_transaction
+
+    def close(self) -> None:
+        if self._live is None and not self._closed:
+            self._closed = True  # detached by the pool: nothing open to roll back
+            backend = self._backend
+            assert isinstance(backend, LoggedSqliteBackend)
+            backend._release(self)
+            return
+        super().close()
 
     def commit(self) -> Pending | None:
         self._commit()
         backend = self._backend
-        assert isinstance(backend, LoggedSqliteBackend)
+        assert isinstance(backend, LoggedSqliteBackend) and self._entry is not None
         return backend._captured(self._entry)
+
+    def set_alarm(self, when_ms: int | None) -> None:
+        super().set_alarm(when_ms)
+        entry = self._entry
+        if entry is not None:
+            entry.alarm_changed = True
+
+    # Bookmarks are the log's positions in the object's history, as fixed-width hex:
+    # opaque to the application, and ordered as strings the way they are in time.
+
+    def _log(self) -> CommitLog:
+        backend = self._backend
+        assert isinstance(backend, LoggedSqliteBackend)
+        return backend.log
+
+    async def current_bookmark(self) -> str:
+        return _bookmark(await self._log().current_position(self.namespace, self.object_id))
+
+    async def bookmark_for_time(self, when_ms: int) -> str:
+        position = await self._log().position_at(self.namespace, self.object_id, when_ms)
+        return _bookmark(position)
+
+    async def restore_on_next_session(self, bookmark: str) -> str:
+        undo = await self._log().request_restore(
+            self.namespace, self.object_id, _position(bookmark)
+        )
+        return _bookmark(undo)
+
+
+def _bookmark(position: int) -> str:
+    return f"{position:016x}"
+
+
+def _position(bookmark: str) -> int:
+    if not isinstance(bookmark, str) or len(bookmark) != 16:
+        raise ValueError(f"not a bookmark of this store: {bookmark!r}")
+    try:
+        return int(bookmark, 16)
+    except ValueError:
+        raise ValueError(f"not a bookmark of this store: {bookmark!r}") from None
 
 
 class LoggedSqliteBackend(SqliteBackend):
@@ -111,8 +220,16 @@ class LoggedSqliteBackend(SqliteBackend):
         log: CommitLog | None = None,
         checkpoint_bytes: int = _CHECKPOINT_BYTES,
         checkpoint_interval: float = _CHECKPOINT_INTERVAL,
+        max_open: int | None = None,
+        idle_close: float = _IDLE_CLOSE,
     ) -> None:
         super().__init__(data_dir)
+        # Open connections, least recently used first: at most max_open (3 fds each),
+        # and none unused for idle_close seconds (an idle object costs no connection).
+        self.max_open = _default_pool() if max_open is None else max_open
+        self.idle_close = idle_close
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._lru: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         assert self.data_dir is not None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.data_dir)
@@ -124,16 +241,27 @@ class LoggedSqliteBackend(SqliteBackend):
         self._checkpointing = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed_backend = False
+        # Objects this process holds an epoch for (remote logs): their files are current.
+        self._epochs: dict[tuple[str, str], int] = {}
+        # Preparations waiting for an earlier activation's connection to close.
+        self._gone: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._preparing: dict[tuple[str, str], asyncio.Future[None]] = {}
         try:
             if log is None:
                 local = LocalCommitLog(self.data_dir / LOG_DIRECTORY)
                 self._recover(local)
                 local.start()
                 log = local
+            else:
+                # The durable copy is the remote log: local files are a cache, and
+                # anything left from an earlier run may be stale.
+                for stale in self.data_dir.glob("*/*.sqlite3*"):
+                    stale.unlink()
             self.log = log
         except BaseException:
             os.close(self._lock_fd)
             raise
+        self.remote = not isinstance(log, LocalCommitLog)
 
     # -- recovery -------------------------------------------------------------------
 
@@ -172,6 +300,63 @@ class LoggedSqliteBackend(SqliteBackend):
             log.checkpoint(log.appended)
         self._checkpointed = log.appended
 
+    # -- activation (remote logs) ----------------------------------------------------
+
+    def prepare(self, namespace: str, object_id: str) -> Awaitable[None] | None:
+        if not self.remote:
+            return None
+        key = (namespace, object_id)
+        if key in self._epochs:
+            return None
+        future = self._preparing.get(key)
+        if future is None:
+            task = asyncio.ensure_future(self._prepare(key))
+            self._preparing[key] = task
+            task.add_done_callback(lambda _: self._preparing.pop(key, None))
+            future = task
+        return future
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        return self.log.stored_alarms(namespace)
+
+    def release(self, namespace: str, object_id: str) -> None:
+        # The next activation takes a new epoch (and a restore it may have asked for).
+        self._epochs.pop((namespace, object_id), None)
+
+    async def _prepare(self, key: tuple[str, str]) -> None:
+        """Fence earlier activations, then rebuild the local file from the log."""
+        epoch = await self.log.acquire(*key)
+        # A restore asked for with onNextSessionRestoreBookmark() takes effect now.
+        restored = await self.log.take_restore(*key, epoch)
+        if restored is None:
+            restored = await self.log.restore(*key)
+        path = self.path_for(*key)
+
+        def rebuild() -> None:
+            _make_dirs(path.parent)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if restored is None or (not restored.snapshot and not restored.records):
+                path.unlink(missing_ok=True)
+                return
+            image = bytearray(restored.snapshot)
+            for record in restored.records:
+                apply(image, record.frames, record.page_size)
+            tmp = path.with_name(path.name + ".restore")
+            tmp.write_bytes(image)
+            os.replace(tmp, path)
+
+        while (entry := self._entries.get(key)) is not None:
+            if entry.store is not None:
+                raise StoreInUseError(f"object {key[0]}/{key[1]} is open while being restored")
+            # The previous activation's last records are still settling: its file is
+            # rebuilt once they have (and its connection is closed).
+            gone = asyncio.get_running_loop().create_future()
+            self._gone.setdefault(key, []).append(gone)
+            await gone
+        await asyncio.get_running_loop().run_in_executor(None, rebuild)
+        self._epochs[key] = epoch
+
     # -- opening and closing -------------------------------------------------------
 
     def open(self, namespace: str, object_id: str) -> LoggedObjectStore:
@@ -185,26 +370,133 @@ class LoggedSqliteBackend(SqliteBackend):
             self._repair(entry)
             entry = None
         if entry is None:
-            path = self.path_for(namespace, object_id)
-            is_new = not path.exists()
-            if is_new:
-                _make_dirs(path.parent)
-            conn = _connect(str(path), exclusive=True, logged=True)
-            entry = self._entries[key] = _Entry(key, path, conn)
-            entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
-            if is_new:
-                self._dirty_files = True
-            store = LoggedObjectStore(conn, namespace, object_id, backend=self)
-            store._entry = entry
-            entry.store = store
-            # The file's own first commit (its format marks) is a commit like any other.
-            self._captured(entry)
+            store = LoggedObjectStore.__new__(LoggedObjectStore)
+            store._live = None
+            store._entry = None
+            entry = self._attach(store, namespace, object_id)
+            SqliteObjectStore.__init__(store, entry.conn, namespace, object_id, backend=self)
+            if entry.is_new:
+                # The new file's pages are logged at once, written or not, so the log alone
+                # can always rebuild it.
+                self._captured(entry)
         else:
-            store = LoggedObjectStore(entry.conn, namespace, object_id, backend=self)
+            store = LoggedObjectStore.__new__(LoggedObjectStore)
+            store._live = None
+            store._entry = None
+            SqliteObjectStore.__init__(store, entry.conn, namespace, object_id, backend=self)
             store._entry = entry
             entry.store = store
+            entry.touch()
         self._open[key] = store
         return store
+
+    def _attach(self, store: LoggedObjectStore, namespace: str, object_id: str) -> _Entry:
+        """Open the object's connection (making room in the pool) and bind it to ``store``."""
+        key = (namespace, object_id)
+        self._make_room()
+        path = self.path_for(namespace, object_id)
+        is_new = not path.exists()
+        if is_new:
+            _make_dirs(path.parent)
+            # A copy of an empty database already in WAL mode with stateroom's marks:
+            # much cheaper than letting SQLite create one (its switch to WAL mode alone
+            # creates, writes and deletes a rollback journal).
+            with open(path, "xb") as file:
+                file.write(empty_database())
+        epoch = 0
+        if self.remote:
+            found = self._epochs.get(key)
+            if found is None:
+                raise StorageError(
+                    f"object {namespace}/{object_id} was not prepared: a remote log "
+                    "needs backend.prepare() before the object's storage opens"
+                )
+            epoch = found
+        try:
+            conn = _connect(str(path), exclusive=True, logged=True)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            if self.remote:
+                # Only a cache: drop it; the next activation restores from the log.
+                self._epochs.pop(key, None)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+            raise damaged(path, namespace, object_id, exc, cache=self.remote) from exc
+        entry = self._entries[key] = _Entry(key, path, conn)
+        entry.epoch = epoch
+        entry.is_new = is_new
+        if is_new:
+            entry.base = _EMPTY_FRAMES
+        entry.wal_fd = os.open(f"{path}-wal", os.O_RDONLY | os.O_CREAT, 0o644)
+        if is_new:
+            self._dirty_files = True
+        entry.store = store
+        store._entry = entry
+        store._live = conn
+        entry.lru = self._lru
+        self._lru[key] = entry
+        if self._sweeper is None and self.idle_close > 0:
+            with contextlib.suppress(RuntimeError):  # no loop: nothing sweeps
+                self._sweeper = asyncio.get_running_loop().call_later(
+                    self.idle_close / 2, self._sweep
+                )
+        return entry
+
+    def _sweep(self) -> None:
+        """Close connections unused for ``idle_close`` seconds."""
+        self._sweeper = None
+        if self._closed_backend:
+            return
+        cutoff = time.monotonic() - self.idle_close
+        closed = 0
+        for entry in list(self._lru.values()):
+            if entry.used > cutoff:
+                break
+            store = entry.store
+            if entry.inflight or entry.poisoned or store is None or store.in_transaction:
+                continue
+            self._detach(entry)
+            closed += 1
+        if closed >= _TRIM_AFTER:
+            # Closed connections free their page caches inside the heap, where glibc keeps
+            # them; give them back, or idle objects would still cost their connection's RSS.
+            _trim_heap()
+        if self._lru:
+            self._sweeper = asyncio.get_running_loop().call_later(self.idle_close / 2, self._sweep)
+
+    def _reattach(self, store: LoggedObjectStore) -> sqlite3.Connection:
+        """A store whose connection the pool closed is used again: reopen it."""
+        if store._closed:
+            raise StorageError("the object's storage is closed")
+        entry = self._attach(store, store.namespace, store.object_id)
+        entry.conn.set_authorizer(store._authorize)
+        store._forget_tables()
+        return entry.conn
+
+    def _make_room(self, limit: int | None = None) -> None:
+        """Close least recently used idle connections until one more fits (or, with
+        ``limit``, until at most that many are open)."""
+        lru = self._lru
+        bound = self.max_open - 1 if limit is None else limit
+        if len(lru) <= bound:
+            return
+        for entry in list(lru.values()):
+            if len(lru) <= bound:
+                return
+            store = entry.store
+            if entry.inflight or entry.poisoned or store is None or store.in_transaction:
+                continue  # busy: records in flight, or a transaction open
+            self._detach(entry)
+
+    def _detach(self, entry: _Entry) -> None:
+        """Close an idle store's connection (it reopens on its next call)."""
+        store = entry.store
+        assert store is not None
+        store._live = None
+        store._entry = None
+        entry.store = None
+        self._finish(entry)
 
     def _release(self, store: SqliteObjectStore) -> None:
         key = (store.namespace, store.object_id)
@@ -217,23 +509,43 @@ class LoggedSqliteBackend(SqliteBackend):
         if entry.inflight == 0:
             self._finish(entry)
 
+    def _closed_entry(self, key: tuple[str, str]) -> None:
+        for waiter in self._gone.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _finish(self, entry: _Entry) -> None:
         """Close a connection no store uses and no record waits for."""
         if entry.poisoned:
             self._repair(entry)
             return
         del self._entries[entry.key]
+        self._lru.pop(entry.key, None)
         try:
             entry.conn.close()  # checkpoints the WAL into the file: every frame is durable
         finally:
             os.close(entry.wal_fd)
+            self._closed_entry(entry.key)
         if entry.wal_dirty:
             self._dirty_files = True
 
     def _repair(self, entry: _Entry) -> None:
         """Bring a poisoned object's file back to its last durable commit, and close it."""
         self._entries.pop(entry.key, None)
+        self._lru.pop(entry.key, None)
         path = entry.path
+        if self.remote:
+            # The log has the durable state: drop the cache; the next activation
+            # takes a new epoch and restores.
+            self._epochs.pop(entry.key, None)
+            try:
+                entry.conn.close()
+            finally:
+                os.close(entry.wal_fd)
+                self._closed_entry(entry.key)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return
         copy = path.with_name(path.name + ".repair")
         try:
             shutil.copyfile(path, copy)
@@ -251,6 +563,7 @@ class LoggedSqliteBackend(SqliteBackend):
         finally:
             os.close(entry.wal_fd)
             copy.unlink(missing_ok=True)
+            self._closed_entry(entry.key)
         Path(f"{path}-wal").unlink(missing_ok=True)
         self._dirty_files = True
         logger.warning(
@@ -262,13 +575,21 @@ class LoggedSqliteBackend(SqliteBackend):
 
     def _captured(self, entry: _Entry) -> Pending | None:
         frames = entry.tail.capture(entry.wal_fd)
+        page_size = entry.tail.page_size
+        base = entry.base
+        if base:
+            # A new file starts as a copy of the template, whose pages never went through
+            # the WAL: they lead its first record (recovery and restores need them).
+            entry.base = b""
+            frames = base + frames
+            page_size = EMPTY_PAGE_SIZE
         if not frames:
             return None
         entry.wal_dirty = True
         wal_end = entry.tail.offset
         try:
             pending = self.log.append(
-                LogRecord(entry.key[0], entry.key[1], entry.epoch, entry.tail.page_size, frames)
+                LogRecord(entry.key[0], entry.key[1], entry.epoch, page_size, frames)
             )
         except BaseException:
             entry.poisoned = True
@@ -276,6 +597,17 @@ class LoggedSqliteBackend(SqliteBackend):
         entry.inflight += 1
         if entry.first_position < 0:
             entry.first_position = pending.position
+        acknowledged = pending
+        if entry.alarm_changed:
+            entry.alarm_changed = False
+            store = entry.store
+            if store is not None:
+                # The committed alarm (a rolled-back change leaves it as it was).
+                noted = self.log.note_alarm(
+                    entry.key[0], entry.key[1], entry.epoch, store.get_alarm(), store.get_name()
+                )
+                if noted is not None:
+                    acknowledged = both(pending, noted)
 
         def settled(error: BaseException | None) -> None:
             entry.inflight -= 1
@@ -287,6 +619,8 @@ class LoggedSqliteBackend(SqliteBackend):
                 return
             if entry.store is None:
                 self._finish(entry)
+            elif len(self._lru) > self.max_open:
+                self._make_room(self.max_open)  # over the bound while this one was busy
             elif (
                 entry.tail.offset >= _WAL_CHECKPOINT_BYTES
                 and not entry.poisoned
@@ -298,7 +632,7 @@ class LoggedSqliteBackend(SqliteBackend):
 
         pending.add_callback(settled)
         self._arm_checkpoint()
-        return pending
+        return acknowledged
 
     def _arm_checkpoint(self) -> None:
         log = self.log
@@ -394,12 +728,39 @@ class LoggedSqliteBackend(SqliteBackend):
             self.checkpoint_now()
         return count
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """``close()`` for a server on its event loop: a remote log settles its records
+        there (their completions must run before the files are finished)."""
+        if not self.remote:
+            self.close()
+            return
         if self._closed_backend:
             return
+        self._stop_timers()
+        for store in list(self._open.values()):
+            store.close()
+        await self.log.aclose()
+        for entry in list(self._entries.values()):
+            entry.store = None
+            if entry.inflight:  # unsettled: its cache cannot be trusted
+                entry.poisoned = True
+                entry.inflight = 0
+            self._finish(entry)
+        self._closed_backend = True
+        os.close(self._lock_fd)
+
+    def _stop_timers(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def close(self) -> None:
+        if self._closed_backend:
+            return
+        self._stop_timers()
         for store in list(self._open.values()):
             store.close()
         log = self.log
@@ -436,6 +797,14 @@ def _wal_checkpoint(entry: _Entry) -> None:
             conn.set_authorizer(entry.store._authorize)
 
 
+def _default_pool() -> int:
+    """Connections the file-descriptor limit allows (3 each, a quarter kept for sockets)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_OPEN
+    return max(16, min(_MAX_OPEN, soft * 3 // 4 // 3))
+
+
 def _lock(data_dir: Path) -> int:
     fd = os.open(data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -451,6 +820,12 @@ def _lock(data_dir: Path) -> int:
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+
+
+def _trim_heap() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _sync_filesystem(directory: Path) -> None:

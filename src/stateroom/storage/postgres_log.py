@@ -58,7 +58,7 @@ import re
 import struct
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,7 +71,8 @@ from stateroom.storage.log import (
     Pending,
     Restored,
 )
-from stateroom.storage.wal import FRAME_HEADER, apply
+from stateroom.storage.sqlite import empty_database
+from stateroom.storage.wal import FRAME_HEADER, apply, image_frames
 
 __all__ = ["PostgresCommitLog", "redact"]
 
@@ -113,6 +114,20 @@ CREATE TABLE IF NOT EXISTS stateroom_snapshots (
     PRIMARY KEY (namespace, object_id, seq)
 );
 CREATE INDEX IF NOT EXISTS stateroom_snapshots_created_at ON stateroom_snapshots (created_at);
+CREATE TABLE IF NOT EXISTS stateroom_alarms (
+    namespace text NOT NULL,
+    object_id text NOT NULL,
+    alarm_ms bigint NOT NULL,
+    name text,
+    PRIMARY KEY (namespace, object_id)
+);
+CREATE TABLE IF NOT EXISTS stateroom_restores (
+    namespace text NOT NULL,
+    object_id text NOT NULL,
+    seq bigint NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, object_id)
+);
 DO $$ BEGIN
     -- lz4 (PostgreSQL 14+, when built with it) compresses pages at a fraction of pglz's CPU.
     ALTER TABLE stateroom_records ALTER COLUMN frames SET COMPRESSION lz4;
@@ -211,6 +226,93 @@ WITH base AS (
 )
 SELECT (SELECT count(*) FROM r) AS records, (SELECT count(*) FROM s) AS snapshots
 """
+
+
+# Alarms, where a restarted server finds them (objects have no local files to scan):
+# written by the activation that owns the object (its epoch), or not at all.
+_SET_ALARM: Final = """
+INSERT INTO stateroom_alarms (namespace, object_id, alarm_ms, name)
+SELECT $1, $2, $4, $5 FROM stateroom_objects
+WHERE namespace = $1 AND object_id = $2 AND epoch = $3
+ON CONFLICT (namespace, object_id) DO UPDATE SET alarm_ms = excluded.alarm_ms,
+    name = coalesce(excluded.name, stateroom_alarms.name)
+RETURNING 1
+"""
+_CLEAR_ALARM: Final = """
+WITH owner AS (
+    SELECT 1 FROM stateroom_objects WHERE namespace = $1 AND object_id = $2 AND epoch = $3
+), d AS (
+    DELETE FROM stateroom_alarms WHERE namespace = $1 AND object_id = $2
+    AND EXISTS (SELECT 1 FROM owner)
+)
+SELECT count(*) FROM owner
+"""
+_ALL_ALARMS: Final = "SELECT namespace, object_id, alarm_ms, name FROM stateroom_alarms"
+
+# Point-in-time recovery. A position is a record number (seq) of the object; the state
+# at a position is the newest snapshot at or before it plus the records up to it.
+_POSITION: Final = """
+SELECT seq FROM stateroom_objects WHERE namespace = $1 AND object_id = $2
+"""
+_POSITION_AT: Final = """
+SELECT (SELECT max(seq) FROM stateroom_records
+        WHERE namespace = $1 AND object_id = $2 AND committed_at <= $3) AS at,
+       (SELECT min(seq) FROM stateroom_records
+        WHERE namespace = $1 AND object_id = $2) AS oldest,
+       (SELECT max(seq) FROM stateroom_snapshots
+        WHERE namespace = $1 AND object_id = $2 AND created_at <= $3) AS snapshot
+"""
+_SNAPSHOT_AT: Final = """
+SELECT seq, page_size, image FROM stateroom_snapshots
+WHERE namespace = $1 AND object_id = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1
+"""
+_RECORDS_BETWEEN: Final = """
+SELECT seq, page_size, frames FROM stateroom_records
+WHERE namespace = $1 AND object_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq
+"""
+_REQUEST_RESTORE: Final = """
+INSERT INTO stateroom_restores (namespace, object_id, seq) VALUES ($1, $2, $3)
+ON CONFLICT (namespace, object_id) DO UPDATE SET seq = excluded.seq, requested_at = now()
+"""
+_PENDING_RESTORE: Final = """
+SELECT r.seq, o.epoch, o.seq AS current FROM stateroom_restores r
+JOIN stateroom_objects o ON o.namespace = r.namespace AND o.object_id = r.object_id
+WHERE r.namespace = $1 AND r.object_id = $2
+FOR UPDATE OF o
+"""
+_RESTORED_RECORD: Final = """
+WITH r AS (
+    INSERT INTO stateroom_records (namespace, object_id, seq, epoch, page_size, frames)
+    VALUES ($1, $2, $3, $4, $5, $6)
+), d AS (
+    DELETE FROM stateroom_restores WHERE namespace = $1 AND object_id = $2
+)
+UPDATE stateroom_objects SET seq = $3, since_records = since_records + 1,
+    since_bytes = since_bytes + octet_length($6::bytea)
+WHERE namespace = $1 AND object_id = $2
+"""
+
+
+def _PAGE_SIZE_OF(image: bytes) -> int:
+    """A SQLite image's page size, from its header (1 means 65536)."""
+    if len(image) < 100:
+        return 4096
+    size = int.from_bytes(image[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or confused connection raises (asyncpg is imported only when used)."""
+    import asyncpg
+    from asyncpg.exceptions import InternalClientError
+
+    return (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        InternalClientError,  # a connection left mid-operation by an earlier failure
+    )
 
 
 def redact(dsn: str) -> str:
@@ -333,6 +435,10 @@ class PostgresCommitLog(CommitLog):
         self._closer: asyncio.Task[None] | None = None
         # Whether the background compactor has work (queued or running).
         self.compacting = False
+        # Every object's alarm as of start and since (what a restarted server re-arms),
+        # and the write of each object's latest alarm change (they go in order).
+        self.alarms: dict[tuple[str, str], tuple[int, str | None]] = {}
+        self._alarm_notes: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Counters, for tests and benchmarks.
         self.batches = 0
         self.committed_records = 0
@@ -377,6 +483,7 @@ class PostgresCommitLog(CommitLog):
         self._idle = asyncio.Event()
         self._idle.set()
         self._compact_wake = asyncio.Event()
+        await self._load_alarms()
         self._flusher = self._loop.create_task(self._flush_loop(), name="stateroom-pg-flusher")
         self._compactor = self._loop.create_task(self._compact_loop(), name="stateroom-pg-compact")
         logger.info("commit log on PostgreSQL at %s", self.url)
@@ -689,7 +796,6 @@ class PostgresCommitLog(CommitLog):
         return None, rows
 
     async def _query(self, method: str, sql: str, *args: Any) -> Any:
-        import asyncpg
 
         pool = self._require_pool()
         try:
@@ -700,19 +806,152 @@ class PostgresCommitLog(CommitLog):
                     if _connection_lost(exc):
                         conn.terminate()  # the pool opens a new one next time
                     raise
-        except (
-            TimeoutError,
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-        ) as e:
+        except _lost_errors() as e:
             raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
 
     def _require_pool(self) -> Any:
         if self._pool is None:
             raise StorageError("the PostgreSQL commit log is not started: await start() first")
         return self._pool
+
+    # -- alarms -------------------------------------------------------------------------
+
+    def note_alarm(
+        self, namespace: str, object_id: str, epoch: int, when_ms: int | None, name: str | None
+    ) -> Pending | None:
+        pending = Pending()
+        key = (namespace, object_id)
+        previous = self._alarm_notes.get(key)
+
+        async def write() -> None:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous  # one object's alarm rows are written in order
+            try:
+                if when_ms is None:
+                    owned = await self._query("fetchval", _CLEAR_ALARM, namespace, object_id, epoch)
+                else:
+                    owned = await self._query(
+                        "fetchval", _SET_ALARM, namespace, object_id, epoch, when_ms, name
+                    )
+            except StorageError as exc:
+                pending.resolve(exc)
+                return
+            if not owned:
+                pending.resolve(
+                    FencedError(f"{namespace}/{object_id}: another activation took the object")
+                )
+                return
+            if when_ms is None:
+                self.alarms.pop(key, None)
+            else:
+                self.alarms[key] = (when_ms, name)
+            pending.resolve(None)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._alarm_notes[key] = task
+        task.add_done_callback(
+            lambda done: (
+                self._alarm_notes.pop(key, None) if self._alarm_notes.get(key) is done else None
+            )
+        )
+        return pending
+
+    def stored_alarms(self, namespace: str) -> list[tuple[str, int, str | None]] | None:
+        return [
+            (object_id, when, name)
+            for (ns, object_id), (when, name) in self.alarms.items()
+            if ns == namespace
+        ]
+
+    async def _load_alarms(self) -> None:
+        rows = await self._query("fetch", _ALL_ALARMS)
+        self.alarms = {
+            (row["namespace"], row["object_id"]): (int(row["alarm_ms"]), row["name"])
+            for row in rows
+        }
+
+    # -- point-in-time recovery ------------------------------------------------------
+
+    async def current_position(self, namespace: str, object_id: str) -> int:
+        seq = await self._query("fetchval", _POSITION, namespace, object_id)
+        return int(seq or 0)
+
+    async def position_at(self, namespace: str, object_id: str, when_ms: int) -> int:
+        when = datetime.fromtimestamp(when_ms / 1000, UTC)
+        row = await self._query("fetchrow", _POSITION_AT, namespace, object_id, when)
+        at, oldest, snapshot = row["at"], row["oldest"], row["snapshot"]
+        if at is None and oldest is not None and oldest > 1 and snapshot is None:
+            raise ValueError(
+                f"{when.isoformat()} is before {namespace}/{object_id}'s retained history "
+                f"(the retention window is {self.retention})"
+            )
+        return int(at if at is not None else (snapshot or 0))
+
+    async def request_restore(self, namespace: str, object_id: str, position: int) -> int:
+        current = await self.current_position(namespace, object_id)
+        if position > current:
+            raise ValueError(f"bookmark {position:016x} is in the future of this object")
+        await self._state_at(namespace, object_id, position)  # still reconstructible?
+        await self._query("execute", _REQUEST_RESTORE, namespace, object_id, position)
+        return current
+
+    async def _state_at(self, namespace: str, object_id: str, position: int) -> bytes:
+        """The object's database image at ``position``."""
+        snapshot = await self._query("fetchrow", _SNAPSHOT_AT, namespace, object_id, position)
+        base = 0 if snapshot is None else int(snapshot["seq"])
+        rows = await self._query("fetch", _RECORDS_BETWEEN, namespace, object_id, base, position)
+        expected = position - base
+        if len(rows) != expected:
+            raise ValueError(
+                f"bookmark {position:016x} of {namespace}/{object_id} is older than its "
+                f"retained history (the retention window is {self.retention})"
+            )
+        image = bytearray(b"" if snapshot is None else snapshot["image"])
+
+        def build() -> bytes:
+            for row in rows:
+                apply(image, row["frames"], row["page_size"])
+            return bytes(image)
+
+        return await asyncio.get_running_loop().run_in_executor(None, build)
+
+    async def take_restore(self, namespace: str, object_id: str, epoch: int) -> Restored | None:
+
+        pool = self._require_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(_PENDING_RESTORE, namespace, object_id)
+                if row is None:
+                    return None
+                if int(row["epoch"]) != epoch:
+                    raise FencedError(
+                        f"{namespace}/{object_id}: another activation took the object"
+                    )
+                image = await self._state_at(namespace, object_id, int(row["seq"]))
+                if not image:  # before its first write: an empty database, not nothing
+                    image = empty_database()
+                page_size = _PAGE_SIZE_OF(image)
+                seq = int(row["current"]) + 1
+                await conn.execute(
+                    _RESTORED_RECORD,
+                    namespace,
+                    object_id,
+                    seq,
+                    epoch,
+                    page_size,
+                    image_frames(image, page_size),
+                )
+        except _lost_errors() as e:
+            raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
+        logger.info(
+            "restored %s/%s to bookmark %016x (now record %d)",
+            namespace,
+            object_id,
+            int(row["seq"]),
+            seq,
+        )
+        return Restored(image, [])
 
     # -- compaction and retention ------------------------------------------------------
 
@@ -776,7 +1015,7 @@ class PostgresCommitLog(CommitLog):
                 self.compacting = True
                 try:
                     await self.compact(*key)
-                except StorageError as exc:
+                except Exception as exc:  # a background task must not die of one object
                     logger.warning("commit log: snapshot of %s/%s failed: %s", *key, exc)
                     await asyncio.sleep(1.0)
                 finally:
@@ -786,5 +1025,5 @@ class PostgresCommitLog(CommitLog):
                 next_sweep = time.monotonic() + self.sweep_interval
                 try:
                     await self.sweep()
-                except StorageError as exc:
+                except Exception as exc:  # retried at the next sweep
                     logger.warning("commit log: retention sweep failed: %s", exc)

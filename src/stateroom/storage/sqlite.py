@@ -43,6 +43,7 @@ from stateroom.storage.errors import (
     SqlNotAuthorizedError,
     StorageError,
     StoreInUseError,
+    damaged,
 )
 from stateroom.storage.log import Pending
 
@@ -80,6 +81,11 @@ _ALARM_PUT: Final = (
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
 )
 _ALARM_DELETE: Final = f"DELETE FROM {META_TABLE} WHERE key = 'alarm'" + _INTERNAL
+_NAME_GET: Final = f"SELECT value FROM {META_TABLE} WHERE key = 'name'" + _INTERNAL
+_NAME_PUT: Final = (
+    f"INSERT INTO {META_TABLE} (key, value) VALUES ('name', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value" + _INTERNAL
+)
 
 # Cloudflare's SQL limits for SQLite-backed Durable Objects.
 SQL_LIMITS: Final = {
@@ -614,6 +620,20 @@ class SqliteObjectStore(ObjectStore):
         self._meta_ready(create=True)
         self._run(_ALARM_PUT, (int(when_ms),))
 
+    # -- name -------------------------------------------------------------------
+
+    def get_name(self) -> str | None:
+        if not self._meta_ready(create=False):
+            return None
+        row = self._run(_NAME_GET).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_name(self, name: str) -> None:
+        if self.get_name() == name:
+            return
+        self._meta_ready(create=True)
+        self._run(_NAME_PUT, (name,))
+
     # -- lifetime ---------------------------------------------------------------
 
     @property
@@ -750,6 +770,10 @@ class SqliteBackend(StorageBackend):
             if "locked" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
                 raise StoreInUseError(f"{path} is in use by another process") from exc
             raise
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(path, path.parent.name, path.stem, exc) from exc
+            raise
         if is_new:
             # A new file (and its WAL) exists only once its directory entry is
             # durable: fsync every directory this open created or added to.
@@ -786,6 +810,13 @@ def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.C
         if target != ":memory:":
             if exclusive:
                 conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            if logged:
+                # The commit log makes commits durable (log_backend.py): no fsync of our
+                # own (set first: switching to WAL would sync), and no checkpoint but the
+                # backend's, once the log holds the frames.
+                conn.execute("PRAGMA synchronous = OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute("PRAGMA journal_size_limit = 1048576")
             fresh = conn.execute("PRAGMA page_count").fetchone()[0] == 0
             if fresh:
                 # Only possible before the first table: lets deleteAll() give space back.
@@ -793,13 +824,7 @@ def _connect(target: str, *, exclusive: bool, logged: bool = False) -> sqlite3.C
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not enable WAL mode (got {mode!r})")
-            if logged:
-                # The commit log makes commits durable (log_backend.py): no fsync of our
-                # own, and no checkpoint but the backend's, once the log holds the frames.
-                conn.execute("PRAGMA synchronous = OFF")
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-                conn.execute("PRAGMA journal_size_limit = 1048576")
-            else:
+            if not logged:
                 conn.execute("PRAGMA synchronous = FULL")
         _check_format(conn)
         for limit, value in SQL_LIMITS.items():
@@ -834,6 +859,42 @@ def _check_format(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+EMPTY_PAGE_SIZE: Final = 4096
+_empty: bytes | None = None
+
+
+def empty_database() -> bytes:
+    """An empty object database, as ``_connect`` makes one: WAL mode, stateroom's
+    application id and format, incremental auto-vacuum. Copying it is much cheaper than
+    letting SQLite create a file (its switch to WAL mode alone creates, writes and
+    deletes a rollback journal)."""
+    global _empty
+    if _empty is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            conn.execute(f"PRAGMA page_size = {EMPTY_PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("VACUUM")  # lays out an empty auto-vacuum database
+            image = bytearray(conn.serialize())
+        finally:
+            conn.close()
+        image[18:20] = b"\x02\x02"  # file format: WAL
+        _empty = bytes(image)
+    return _empty
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file itself is broken (not a database, malformed)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return (
+        name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        or "malformed" in str(exc)
+        or ("not a database" in str(exc))
+    )
 
 
 def _make_dirs(directory: Path) -> list[Path]:

@@ -31,6 +31,7 @@ __all__ = [
     "WalTail",
     "apply",
     "apply_to_file",
+    "image_frames",
     "iter_frames",
 ]
 
@@ -150,3 +151,15 @@ def apply_to_file(fd: int, frames: bytes, page_size: int) -> None:
         os.pwrite(fd, page, (pgno - 1) * page_size)
         if commit_size:
             os.ftruncate(fd, commit_size * page_size)
+
+
+def image_frames(image: bytes, page_size: int) -> bytes:
+    """A whole database image as WAL frames (the last one the commit): replayed onto any
+    state of the database, they give exactly the image."""
+    count = len(image) // page_size
+    parts = []
+    for index in range(count):
+        commit = count if index == count - 1 else 0
+        parts.append(_FRAME.pack(index + 1, commit, 0, 0) + bytes(8))
+        parts.append(image[index * page_size : (index + 1) * page_size])
+    return b"".join(parts)

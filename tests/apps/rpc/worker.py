@@ -2,10 +2,15 @@
 stubs and RpcTargets by reference. Each path of the Worker runs one scenario and answers
 with JSON of what it observed."""
 
+import asyncio
 import json
 import threading
 
 from stateroom import DataCloneError, DurableObject, Response, RpcTarget, WorkerEntrypoint
+from stateroom.runtime.context import current_host
+
+NOTES = []
+RELEASE = {}
 
 
 class Handle(RpcTarget):
@@ -57,6 +62,30 @@ class Counter(DurableObject):
     async def ask(self, other):
         return await other.increment(10)
 
+    # A callback passed to another object runs here, in this object's turn.
+    def note(self, x):
+        NOTES.append(f"note {x} ran in {current_host.get().id.name}")
+        return len(NOTES)
+
+    async def give(self, other):
+        return await other.keep_callback(self.note)
+
+    def keep_callback(self, callback):
+        self.callback = callback
+        return True
+
+    async def fire(self, x):
+        return await self.callback(x)
+
+    async def hold(self):
+        event = RELEASE["event"] = asyncio.Event()
+
+        async def blocked():
+            await event.wait()
+            NOTES.append("hold ended")
+
+        await self.ctx.blockConcurrencyWhile(blocked)
+
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
@@ -98,6 +127,23 @@ class Default(WorkerEntrypoint):
             other = ns.getByName("other")
             out["asked"] = await stub.ask(other)
             out["other_value"] = await other.value
+        elif path == "unawaited":
+            stub.increment(5)  # never awaited: it runs all the same, as on Cloudflare
+            out["value"] = await stub.value
+        elif path == "owner-order":
+            a, b = ns.getByName("owner-a"), ns.getByName("owner-b")
+            NOTES.clear()
+            await a.give(b)  # b now holds a callback of a's
+            held = a.hold()  # a's input gate closes (blockConcurrencyWhile) until released
+            await asyncio.sleep(0)
+            fired = b.fire("x")  # b calls a's callback: it must wait for a's turn
+            for _ in range(20):
+                await asyncio.sleep(0)
+            out["before_release"] = list(NOTES)
+            RELEASE["event"].set()
+            out["fired"] = await fired
+            await held
+            out["notes"] = NOTES
         elif path == "errors":
             await stub.increment(7)
             for name in ("fail", "quit"):

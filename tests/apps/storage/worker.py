@@ -6,6 +6,8 @@ import time
 
 from stateroom import DurableObject, Response, WebSocketPair, WorkerEntrypoint
 
+UNDO = {}  # undo bookmarks: the request that restores ends in ctx.abort()
+
 
 def parse(request):
     rest = request.url.split("://", 1)[1].partition("/")[2]
@@ -97,6 +99,20 @@ class Store(DurableObject):
             return Response(json.dumps(await storage.getAlarm()))
         if action == "alarm-log":
             return Response(json.dumps((await storage.get("fired")) or []))
+        if action == "bookmark":
+            try:
+                if "ms" in p:
+                    return Response(await storage.getBookmarkForTime(int(p["ms"])))
+                return Response(await storage.getCurrentBookmark())
+            except Exception as exc:
+                return Response(f"{type(exc).__name__}: {exc}", status=500)
+        if action == "restore":
+            UNDO[self.ctx.id.toString()] = await storage.onNextSessionRestoreBookmark(p["b"])
+            self.ctx.abort("restoring")  # the restore takes effect when the object restarts
+        if action == "undo":
+            return Response(UNDO.get(self.ctx.id.toString(), ""))
+        if action == "alarm-name":
+            return Response(json.dumps(await storage.get("alarm-name")))
         if action == "ws":
             client, server = WebSocketPair()
             self.ctx.acceptWebSocket(server)
@@ -114,6 +130,7 @@ class Store(DurableObject):
             entry["getAfterSet"] = await storage.getAlarm() is not None
         fired.append(entry)
         await storage.put("fired", fired)
+        await storage.put("alarm-name", self.ctx.id.name)
         fail = (await storage.get("fail")) or 0
         if fail > 0:
             await self.ctx.storage.put("fail", fail - 1)
