@@ -134,6 +134,9 @@ def test_sqlite_frames_restore_to_the_same_database(postgres_dsn: str, tmp_path:
                 apply(image, record.frames, record.page_size)
             assert bytes(image) == expected
 
+            deadline = time.monotonic() + 20
+            while log.compacting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the background compactor's snapshots first
             await log.compact(NS, "sqlite")
             await log.sweep()
             restored = await log.restore(NS, "sqlite")
@@ -284,13 +287,17 @@ def test_two_logs_racing_never_overlap(postgres_dsn: str) -> None:
 
 
 def test_server_killed_mid_run(tmp_path: Path) -> None:
-    """SIGKILL of PostgreSQL under 20 writers: what was in flight fails retryably, the
-    log reconnects by itself once the server is back, and every acknowledged record is
-    there after the restart."""
+    """SIGKILL of PostgreSQL under 20 writers (a few commits in flight each): what was in
+    flight fails retryably, the log reconnects by itself once the server is back, every
+    acknowledged record is there after the restart, each object's completions ran in
+    append order, and nothing of an activation is acknowledged after one of its failures."""
     with PostgresServer() as server:
         dsn = new_database(server)
         acked: set[bytes] = set()
         failures: list[BaseException] = []
+        # Per object, (position, epoch, durable) in the order the callbacks ran.
+        order: dict[str, list[tuple[int, int, bool]]] = {f"k{w}": [] for w in range(20)}
+        rng = random.Random(3)
 
         async def main() -> None:
             log = PostgresCommitLog(dsn, reconnect_max_delay=0.5)
@@ -310,18 +317,29 @@ def test_server_killed_mid_run(tmp_path: Path) -> None:
                         except LogUnavailableError:
                             await asyncio.sleep(0.05)
                             continue
-                    tag = f"{w}:{n}".encode()
-                    n += 1
-                    error = await settled(log.append(LogRecord(NS, oid, epoch, PAGE, frames(tag))))
-                    if error is None:
-                        acked.add(tag)
-                        if restarted:
-                            after_restart.add(tag)
-                    else:
-                        assert isinstance(error, LogUnavailableError), error
-                        assert error.retryable
-                        failures.append(error)
-                        epoch = None  # as the backend does: reset, a new activation
+                    burst = []
+                    for _ in range(rng.randint(1, 4)):  # a few commits in flight at once
+                        tag = f"{w}:{n}".encode()
+                        n += 1
+                        pending = log.append(LogRecord(NS, oid, epoch, PAGE, frames(tag)))
+                        pending.add_callback(
+                            lambda error, p=pending, e=epoch: order[oid].append(
+                                (p.position, e, error is None)
+                            )
+                        )
+                        burst.append((tag, pending))
+                    for tag, pending in burst:
+                        error = await settled(pending)
+                        if error is None:
+                            acked.add(tag)
+                            if restarted:
+                                after_restart.add(tag)
+                        else:
+                            assert isinstance(error, LogUnavailableError), error
+                            assert error.retryable
+                            failures.append(error)
+                            epoch = None  # as the backend does: reset, a new activation
+                    if epoch is None:
                         await asyncio.sleep(0.02)
 
             tasks = [asyncio.create_task(writer(w)) for w in range(20)]
@@ -350,6 +368,15 @@ def test_server_killed_mid_run(tmp_path: Path) -> None:
         present = {payload_of(row["frames"]) for row in rows}
         missing = acked - present
         assert not missing, f"{len(missing)} acknowledged records lost"
+        for settled_in_order in order.values():
+            positions = [position for position, _epoch, _ok in settled_in_order]
+            assert positions == sorted(positions)  # callbacks in append order
+            failed_epochs: set[int] = set()
+            for _position, epoch, ok in settled_in_order:
+                # After a failure, nothing more of that activation is acknowledged.
+                assert not (ok and epoch in failed_epochs)
+                if not ok:
+                    failed_epochs.add(epoch)
 
 
 def test_compaction_keeps_restore_bounded(postgres_dsn: str) -> None:
@@ -378,6 +405,8 @@ def test_compaction_keeps_restore_bounded(postgres_dsn: str) -> None:
             for record in restored.records:
                 apply(rebuilt, record.frames, record.page_size)
             assert rebuilt == image
+            while log.compacting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # no snapshot may land after the sweep
             deleted, _snapshots = await log.sweep()
             assert deleted > 250
             rows = await fetch(postgres_dsn, "SELECT count(*) FROM stateroom_snapshots")

@@ -179,14 +179,20 @@ ON CONFLICT (namespace, object_id) DO UPDATE SET epoch = o.epoch + 1
 RETURNING epoch
 """
 
-_LATEST_SNAPSHOT: Final = """
-SELECT seq, page_size, image FROM stateroom_snapshots
-WHERE namespace = $1 AND object_id = $2 ORDER BY seq DESC LIMIT 1
-"""
-
-_RECORDS_AFTER: Final = """
-SELECT seq, epoch, page_size, frames FROM stateroom_records
-WHERE namespace = $1 AND object_id = $2 AND seq > $3 ORDER BY seq
+# One statement sees one snapshot of the database (even in READ COMMITTED): the newest
+# image and the records after it, consistent with each other, in one round trip. The
+# image comes first (kind 0); then the records in order.
+_READ: Final = """
+WITH s AS (
+    SELECT seq, page_size, image FROM stateroom_snapshots
+    WHERE namespace = $1 AND object_id = $2 ORDER BY seq DESC LIMIT 1
+)
+SELECT 0 AS kind, seq, 0::bigint AS epoch, page_size, image AS data FROM s
+UNION ALL
+SELECT 1, r.seq, r.epoch, r.page_size, r.frames FROM stateroom_records r
+WHERE r.namespace = $1 AND r.object_id = $2
+  AND r.seq > coalesce((SELECT seq FROM s), 0)
+ORDER BY kind, seq
 """
 
 _SAVE_SNAPSHOT: Final = """
@@ -348,20 +354,42 @@ def _connection_lost(exc: BaseException) -> bool:
     return True  # OSError, asyncpg.InterfaceError, a timeout: the connection is unusable
 
 
-async def _session_setup(conn: Any) -> None:
-    """Have the server end a statement whose client went away (PostgreSQL 14+) rather
-    than let it commit later: a timed-out batch then rarely commits after all."""
-    import asyncpg
+def _server_settings(conn: Any) -> dict[str, str]:
+    """Session settings for every later connection, given the server's version.
 
-    with contextlib.suppress(asyncpg.PostgresError):
-        await conn.execute("SET client_connection_check_interval = '1s'")
+    PostgreSQL 14+ then ends a statement whose client went away (a batch that timed
+    out) rather than letting it commit later. Sent at connection start, so that a
+    pool's ``RESET ALL`` keeps them.
+    """
+    if conn.get_server_version().major >= 14:
+        return {"client_connection_check_interval": "1000"}
+    return {}
 
 
 class PostgresCommitLog(CommitLog):
     """Records, snapshots and epochs in PostgreSQL; see the module docstring.
 
-    ``await start()`` before the first ``append()`` (it connects, creates the tables and
-    starts the flusher and the compactor); ``await aclose()`` to flush and release.
+    Use, all on one event loop::
+
+        log = PostgresCommitLog("postgresql://user@host:5432/db")
+        await log.start()                   # connect, create tables; StorageError if unreachable
+        epoch = await log.acquire(ns, oid)  # every activation, before reading its state
+        restored = await log.restore(ns, oid)   # snapshot + records after it (the truth)
+        pending = log.append(LogRecord(ns, oid, epoch, page_size, frames))  # returns at once
+        ...
+        await log.aclose()                  # flush, wait, release (close() if no loop runs)
+
+    ``retention``: how long every moment stays rebuildable (records and snapshots are
+    kept until a snapshot made before the window covers them). ``snapshot_records``:
+    records since the last snapshot that trigger a new one (so do more bytes than the
+    database's size, past 64 KiB). ``sweep_interval``: seconds between retention
+    sweeps. ``connect_timeout``, ``statement_timeout``: seconds; a batch without an
+    answer by then fails (its outcome unknown). ``reconnect_max_delay``: the longest
+    backoff between reconnection attempts.
+
+    After a record fails (``LogUnavailableError``) or is refused (``FencedError``), the
+    same activation's later records fail too: the object must be reset, take a new
+    epoch with ``acquire()`` and rebuild from ``restore()``.
     """
 
     def __init__(
@@ -386,6 +414,7 @@ class PostgresCommitLog(CommitLog):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: Any = None  # the flusher's connection
         self._pool: Any = None  # acquire, restore, compaction
+        self._settings: dict[str, str] | None = None  # server_settings, once the version is known
         self._queue: list[tuple[LogRecord, Pending]] = []
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -404,6 +433,8 @@ class PostgresCommitLog(CommitLog):
         self._closing = False
         self._closed = False
         self._closer: asyncio.Task[None] | None = None
+        # Whether the background compactor has work (queued or running).
+        self.compacting = False
         # Every object's alarm as of start and since (what a restarted server re-arms),
         # and the write of each object's latest alarm change (they go in order).
         self.alarms: dict[tuple[str, str], tuple[int, str | None]] = {}
@@ -438,7 +469,7 @@ class PostgresCommitLog(CommitLog):
                 max_size=4,
                 timeout=self.connect_timeout,
                 command_timeout=self.statement_timeout,
-                init=_session_setup,
+                server_settings=self._settings,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StorageError(
@@ -461,9 +492,16 @@ class PostgresCommitLog(CommitLog):
         import asyncpg
 
         conn = await asyncpg.connect(
-            self.dsn, timeout=self.connect_timeout, command_timeout=self.statement_timeout
+            self.dsn,
+            timeout=self.connect_timeout,
+            command_timeout=self.statement_timeout,
+            server_settings=self._settings,
         )
-        await _session_setup(conn)
+        if self._settings is None:  # the first connection: now the server's version is known
+            self._settings = _server_settings(conn)
+            if self._settings:
+                await conn.close()
+                return await self._connect()
         return conn
 
     async def aclose(self) -> None:
@@ -619,18 +657,27 @@ class PostgresCommitLog(CommitLog):
                 outcome[index] = refusal
             else:
                 send.append(index)
+        lost: BaseException | None = None
         if send:
-            await self._write(batch, send, outcome)
+            lost = await self._write(batch, send, outcome)
         self.batches += 1
         for index, (_record, pending) in enumerate(batch):
             pending.resolve(outcome[index])
+        if lost is not None:
+            # Whatever was queued behind a lost connection fails too (retryable), after
+            # the batch: each object's records settle in append order.
+            queued, self._queue = self._queue, []
+            for record, pending in queued:
+                self._mark_broken(record)
+                pending.resolve(lost)
 
     async def _write(
         self,
         batch: list[tuple[LogRecord, Pending]],
         send: list[int],
         outcome: list[BaseException | None],
-    ) -> None:
+    ) -> BaseException | None:
+        """Send the batch; fill ``outcome``. The failure when the connection is gone."""
         records = [batch[i][0] for i in send]
         args = (
             [r.namespace for r in records],
@@ -679,13 +726,7 @@ class PostgresCommitLog(CommitLog):
             for index in send:
                 self._mark_broken(batch[index][0])
                 outcome[index] = failure
-            # Whatever was queued behind a lost connection fails too (retryable).
-            if self._conn is None and self._queue:
-                queued, self._queue = self._queue, []
-                for record, pending in queued:
-                    self._mark_broken(record)
-                    pending.resolve(failure)
-            return
+            return failure if self._conn is None else None
         accepted: dict[tuple[str, str], tuple[int, int, int]] = {}
         for row in rows:
             accepted[(row[0], row[1])] = (row[2], row[3], row[4])
@@ -710,6 +751,7 @@ class PostgresCommitLog(CommitLog):
                 _image_bytes(record), 64 * 1024
             ):
                 self._queue_compaction(key)
+        return None
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -741,33 +783,29 @@ class PostgresCommitLog(CommitLog):
     async def restore(self, namespace: str, object_id: str) -> Restored:
         snapshot, rows = await self._read(namespace, object_id)
         records = [
-            LogRecord(namespace, object_id, row["epoch"], row["page_size"], row["frames"])
+            LogRecord(namespace, object_id, row["epoch"], row["page_size"], row["data"])
             for row in rows
         ]
-        return Restored(snapshot["image"] if snapshot is not None else b"", records)
+        return Restored(snapshot["data"] if snapshot is not None else b"", records)
 
     async def _read(self, namespace: str, object_id: str) -> tuple[Any, list[Any]]:
         """The newest snapshot row (or None) and the records after it, consistently."""
-
-        pool = self._require_pool()
-        try:
-            async with (
-                pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                snapshot = await conn.fetchrow(_LATEST_SNAPSHOT, namespace, object_id)
-                after = snapshot["seq"] if snapshot is not None else 0
-                rows = await conn.fetch(_RECORDS_AFTER, namespace, object_id, after)
-        except _lost_errors() as e:
-            raise LogUnavailableError(f"cannot read from PostgreSQL at {self.url}: {e}") from None
-        return snapshot, list(rows)
+        rows = list(await self._query("fetch", _READ, namespace, object_id))
+        if rows and rows[0]["kind"] == 0:
+            return rows[0], rows[1:]
+        return None, rows
 
     async def _query(self, method: str, sql: str, *args: Any) -> Any:
 
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                return await getattr(conn, method)(sql, *args)
+                try:
+                    return await getattr(conn, method)(sql, *args)
+                except Exception as exc:
+                    if _connection_lost(exc):
+                        conn.terminate()  # the pool opens a new one next time
+                    raise
         except _lost_errors() as e:
             raise LogUnavailableError(f"PostgreSQL at {self.url} is unavailable: {e}") from None
 
@@ -919,6 +957,7 @@ class PostgresCommitLog(CommitLog):
 
     def _queue_compaction(self, key: tuple[str, str]) -> None:
         self._to_compact[key] = None
+        self.compacting = True
         if self._compact_wake is not None:
             self._compact_wake.set()
 
@@ -928,12 +967,12 @@ class PostgresCommitLog(CommitLog):
         snapshot, rows = await self._read(namespace, object_id)
         if not rows:
             return False
-        base = bytes(snapshot["image"]) if snapshot is not None else b""
+        base = bytes(snapshot["data"]) if snapshot is not None else b""
 
         def build() -> bytes:
             image = bytearray(base)
             for row in rows:
-                apply(image, row["frames"], row["page_size"])
+                apply(image, row["data"], row["page_size"])
             return bytes(image)
 
         loop = asyncio.get_running_loop()
@@ -973,11 +1012,14 @@ class PostgresCommitLog(CommitLog):
             while self._to_compact:
                 key = next(iter(self._to_compact))
                 del self._to_compact[key]
+                self.compacting = True
                 try:
                     await self.compact(*key)
                 except Exception as exc:  # a background task must not die of one object
                     logger.warning("commit log: snapshot of %s/%s failed: %s", *key, exc)
                     await asyncio.sleep(1.0)
+                finally:
+                    self.compacting = bool(self._to_compact)
                 await asyncio.sleep(0)  # let the flusher and the objects run in between
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.sweep_interval
