@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +140,53 @@ def keep_putting(
             with lock:
                 acked.append(key)
     conn.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``check`` until it holds (for state outside any log line to wait for)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def kill9_while_putting(
+    srv: RunningServer,
+    objects: list[str],
+    prefix: str,
+    acked: list[str],
+    lock: threading.Lock,
+    more: int,
+) -> None:
+    """Four writers on ``objects`` (``keep_putting``); once ``more`` further writes are
+    acknowledged, SIGKILL the server under them (no chance to flush or close)."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=keep_putting,
+            args=(srv, objects[w % len(objects)], f"{prefix}w{w}", acked, lock, stop),
+        )
+        for w in range(4)
+    ]
+    for t in threads:
+        t.start()
+    target = len(acked) + more
+    wait_until(lambda: len(acked) >= target, timeout=30)
+    os.kill(srv.pid, signal.SIGKILL)
+    srv.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
+def wal_database(path: Path) -> sqlite3.Connection:
+    """A SQLite database set up as the commit log's objects are (exclusive WAL, no sync,
+    no automatic checkpoint), with a tiny cache so open transactions spill pages into
+    the WAL, and a table ``t (k INTEGER PRIMARY KEY, v BLOB)``."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("locking_mode=EXCLUSIVE", "journal_mode=WAL", "synchronous=OFF"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA cache_size=2")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    return conn

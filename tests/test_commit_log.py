@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from stateroom.storage.local_log import LocalCommitLog, encode
 from stateroom.storage.log import LogRecord
 from stateroom.storage.log_backend import LOG_DIRECTORY, LoggedSqliteBackend
 from stateroom.storage.wal import WalTail, apply
+from support import wal_database
 
 OID = "ab" * 32
 
@@ -33,12 +33,7 @@ def test_wal_capture_replays_to_the_same_database(tmp_path: Path) -> None:
     database: with rolled-back transactions that spilled pages, and WAL restarts."""
     rng = random.Random(7)
     path = tmp_path / "o.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("locking_mode=EXCLUSIVE", "journal_mode=WAL", "synchronous=OFF"):
-        conn.execute(f"PRAGMA {pragma}")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("PRAGMA cache_size=2")  # spill pages of open transactions into the WAL
-    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    conn = wal_database(path)  # spills pages of open transactions into the WAL
     tail = WalTail()
     image = bytearray()
     fd = os.open(f"{path}-wal", os.O_RDONLY)

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import random
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from stateroom.storage.errors import StorageError
 from stateroom.storage.log import FencedError, LogRecord, LogUnavailableError, Pending
 from stateroom.storage.postgres_log import PostgresCommitLog, redact
 from stateroom.storage.wal import WalTail, apply
+from support import wal_database
 
 PAGE = 512
 NS = "ns"
@@ -87,12 +87,7 @@ def test_sqlite_frames_restore_to_the_same_database(postgres_dsn: str, tmp_path:
     swept and restored: the image is SQLite's own database, byte for byte."""
     rng = random.Random(11)
     path = tmp_path / "o.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("locking_mode=EXCLUSIVE", "journal_mode=WAL", "synchronous=OFF"):
-        conn.execute(f"PRAGMA {pragma}")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    conn.execute("PRAGMA cache_size=2")  # spill pages of open transactions into the WAL
-    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    conn = wal_database(path)  # spills pages of open transactions into the WAL
     tail = WalTail()
     fd = os.open(f"{path}-wal", os.O_RDONLY)
 

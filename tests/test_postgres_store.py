@@ -17,22 +17,14 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from postgres import PostgresServer, new_database
-from support import ROOT, fetch, keep_putting, serve
+from support import ROOT, fetch, keep_putting, kill9_while_putting, serve, wait_until
 
 APP = ROOT / "tests" / "apps" / "storage"
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_acknowledged_writes_survive_kill_9_and_a_wiped_disk(
@@ -47,23 +39,9 @@ def test_acknowledged_writes_survive_kill_9_and_a_wiped_disk(
     rounds = 3
     for round_no in range(rounds):
         with serve(APP, "--persist-to", str(data), "--storage", dsn) as srv:
-            stop = threading.Event()
-            threads = [
-                threading.Thread(
-                    target=keep_putting,
-                    args=(srv, f"o{w % 2}", f"r{round_no}w{w}", acked, lock, stop),
-                )
-                for w in range(4)
-            ]
-            for t in threads:
-                t.start()
-            target = len(acked) + random.randint(20, 150)
-            wait_until(lambda target=target: len(acked) >= target, timeout=30)
-            os.kill(srv.pid, signal.SIGKILL)
-            srv.proc.wait()
-            stop.set()
-            for t in threads:
-                t.join(10)
+            kill9_while_putting(
+                srv, ["o0", "o1"], f"r{round_no}", acked, lock, random.randint(20, 150)
+            )
         shutil.rmtree(data)  # the machine's disk is gone: only PostgreSQL remains
     with serve(APP, "--persist-to", str(data), "--storage", dsn) as srv:
         stored: set[str] = set()

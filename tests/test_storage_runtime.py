@@ -9,14 +9,13 @@ import random
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import websockets
 
-from support import RunningServer, fetch, keep_putting, serve
+from support import RunningServer, fetch, kill9_while_putting, serve, wait_until
 
 APP = "tests/apps/storage"
 
@@ -27,13 +26,6 @@ def srv() -> Iterator[RunningServer]:
         APP, "--alarm-retry-delay", "0.05", "--idle-timeout", "0.3", "--log-level", "debug"
     ) as server:
         yield server
-
-
-def wait_until(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_kv_and_sql(srv: RunningServer) -> None:
@@ -173,23 +165,9 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     rounds = 4
     for round_no in range(rounds):
         with serve(APP, "--persist-to", data) as srv:
-            stop = threading.Event()
-            threads = [
-                threading.Thread(
-                    target=keep_putting,
-                    args=(srv, "durable", f"r{round_no}w{w}", acked, lock, stop),
-                )
-                for w in range(4)
-            ]
-            for t in threads:
-                t.start()
-            target = len(acked) + random.randint(20, 200)
-            wait_until(lambda target=target: len(acked) >= target, timeout=30)
-            os.kill(srv.pid, signal.SIGKILL)
-            srv.proc.wait()
-            stop.set()
-            for t in threads:
-                t.join(10)
+            kill9_while_putting(
+                srv, ["durable"], f"r{round_no}", acked, lock, random.randint(20, 200)
+            )
     with serve(APP, "--persist-to", data) as srv:
         stored = set(json.loads(fetch(srv, "/store/keys?obj=durable")[1]))
     missing = [k for k in acked if k not in stored]

@@ -276,8 +276,7 @@ class LoggedSqliteBackend(SqliteBackend):
                 if fd is None:
                     path = self.path_for(*key)
                     _make_dirs(path.parent)
-                    for suffix in ("-wal", "-shm"):
-                        Path(f"{path}{suffix}").unlink(missing_ok=True)
+                    _remove(path, "-wal", "-shm")
                     fd = replayed[key] = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
                 apply_to_file(fd, record.frames, record.page_size)
         finally:
@@ -334,8 +333,7 @@ class LoggedSqliteBackend(SqliteBackend):
 
         def rebuild() -> None:
             _make_dirs(path.parent)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            _remove(path, "-wal", "-shm")
             if restored is None or (not restored.snapshot and not restored.records):
                 path.unlink(missing_ok=True)
                 return
@@ -420,8 +418,7 @@ class LoggedSqliteBackend(SqliteBackend):
             if self.remote:
                 # Only a cache: drop it; the next activation restores from the log.
                 self._epochs.pop(key, None)
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                _remove(path, "", "-wal", "-shm")
             raise damaged(path, namespace, object_id, exc, cache=self.remote) from exc
         entry = self._entries[key] = _Entry(key, path, conn)
         entry.epoch = epoch
@@ -519,32 +516,32 @@ class LoggedSqliteBackend(SqliteBackend):
         if entry.poisoned:
             self._repair(entry)
             return
-        del self._entries[entry.key]
-        self._lru.pop(entry.key, None)
-        try:
-            entry.conn.close()  # checkpoints the WAL into the file: every frame is durable
-        finally:
-            os.close(entry.wal_fd)
-            self._closed_entry(entry.key)
+        self._forget(entry)
+        self._close_connection(entry)  # checkpoints the WAL: every frame in it is durable
         if entry.wal_dirty:
             self._dirty_files = True
 
-    def _repair(self, entry: _Entry) -> None:
-        """Bring a poisoned object's file back to its last durable commit, and close it."""
+    def _forget(self, entry: _Entry) -> None:
         self._entries.pop(entry.key, None)
         self._lru.pop(entry.key, None)
+
+    def _close_connection(self, entry: _Entry) -> None:
+        try:
+            entry.conn.close()
+        finally:
+            os.close(entry.wal_fd)
+            self._closed_entry(entry.key)
+
+    def _repair(self, entry: _Entry) -> None:
+        """Bring a poisoned object's file back to its last durable commit, and close it."""
+        self._forget(entry)
         path = entry.path
         if self.remote:
             # The log has the durable state: drop the cache; the next activation
             # takes a new epoch and restores.
             self._epochs.pop(entry.key, None)
-            try:
-                entry.conn.close()
-            finally:
-                os.close(entry.wal_fd)
-                self._closed_entry(entry.key)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self._close_connection(entry)
+            _remove(path, "", "-wal", "-shm")
             return
         copy = path.with_name(path.name + ".repair")
         try:
@@ -736,46 +733,43 @@ class LoggedSqliteBackend(SqliteBackend):
             return
         if self._closed_backend:
             return
-        self._stop_timers()
-        for store in list(self._open.values()):
-            store.close()
+        self._close_stores()
         await self.log.aclose()
-        for entry in list(self._entries.values()):
-            entry.store = None
-            if entry.inflight:  # unsettled: its cache cannot be trusted
-                entry.poisoned = True
-                entry.inflight = 0
-            self._finish(entry)
+        self._finish_all(lost=True)  # still unsettled after the log closed: untrusted
         self._closed_backend = True
         os.close(self._lock_fd)
 
-    def _stop_timers(self) -> None:
+    def _close_stores(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for store in list(self._open.values()):
+            store.close()
+
+    def _finish_all(self, *, lost: bool) -> None:
+        """Close every connection at shutdown. Records whose completions never ran are
+        treated as lost when ``lost``: the file is rolled back (a local log replays the
+        durable ones at the next start; a remote one restores them)."""
+        for entry in list(self._entries.values()):
+            entry.store = None
+            if entry.inflight:
+                entry.poisoned = entry.poisoned or lost
+                entry.inflight = 0
+            self._finish(entry)
 
     def close(self) -> None:
         if self._closed_backend:
             return
-        self._stop_timers()
-        for store in list(self._open.values()):
-            store.close()
+        self._close_stores()
         log = self.log
         failed = False
         if isinstance(log, LocalCommitLog):
             log.wait_durable(log.appended)
             failed = log.failed is not None
-        for entry in list(self._entries.values()):
-            entry.store = None
-            if entry.inflight:
-                # Completions the loop will never run. If the log failed, some records
-                # are lost: roll the file back (records that were durable replay at start).
-                entry.poisoned = entry.poisoned or failed
-                entry.inflight = 0
-            self._finish(entry)
+        self._finish_all(lost=failed)
         if isinstance(log, LocalCommitLog):
             assert self.data_dir is not None
             _sync_filesystem(self.data_dir)
@@ -783,6 +777,12 @@ class LoggedSqliteBackend(SqliteBackend):
         log.close()
         self._closed_backend = True
         os.close(self._lock_fd)
+
+
+def _remove(path: Path, *suffixes: str) -> None:
+    """Delete ``path`` with each suffix (``""`` for the file itself), where they exist."""
+    for suffix in suffixes:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _wal_checkpoint(entry: _Entry) -> None:
