@@ -193,6 +193,12 @@ class ActorHost:
         self._became_idle()  # a wake by a socket event must be able to end in hibernation
         return instance
 
+    def preparing(self) -> Awaitable[None] | None:
+        """What must finish before a new instance is constructed: its data comes from
+        elsewhere first (a remote log fences the previous activation and restores)."""
+        ns = self.namespace
+        return ns.backend.prepare(ns.storage_name, self.id.hex)
+
     def open_storage(self) -> DurableObjectStorage:
         storage = self.storage
         if storage is None:
@@ -249,10 +255,8 @@ class ActorHost:
         token = current_host.set(self)
         try:
             if self.instance is None:
-                ns = self.namespace
-                preparing = ns.backend.prepare(ns.storage_name, self.id.hex)
+                preparing = self.preparing()
                 if preparing is not None:
-                    # The object's data comes from elsewhere first (a remote log).
                     await preparing
             instance = self.activate()
             if input_gate.depth:

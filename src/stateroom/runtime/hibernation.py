@@ -250,11 +250,10 @@ class HibernationManager:
         token = current_host.set(host)
         try:
             if host.instance is None:
-                ns = host.namespace
-                preparing = ns.backend.prepare(ns.storage_name, host.id.hex)
+                preparing = host.preparing()
                 if preparing is not None:
-                    # Its data comes from elsewhere first (a remote log): deliver then,
-                    # in arrival order (later events await the same preparation).
+                    # Deliver once the object's data is there, in arrival order (later
+                    # events await the same preparation).
                     host.spawn(_after(preparing, lambda: self._run(record, kind, args)))
                     return
                 host.activate()

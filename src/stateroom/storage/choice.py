@@ -17,9 +17,8 @@ from pathlib import Path
 
 from stateroom.storage.backend import StorageBackend
 
-__all__ = ["STORES", "close_backend", "is_postgres", "open_backend"]
+__all__ = ["close_backend", "is_postgres", "open_backend"]
 
-STORES = ("local", "files", "memory", "postgresql://…")
 POSTGRES_CACHE = "postgres-cache"
 
 
